@@ -1,0 +1,66 @@
+# NixDeck: `make run` starts the app on its demo fleet, `make test` runs the whole suite.
+# Both install what is missing first (Debian bookworm, as root or with sudo) and are quick the second time.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+STAMP := $(VENV)/.installed
+NIX_CONF_DIR_DEFAULT := /etc/nix
+
+APT_PKGS := nix-bin openssh-server openssh-client git xvfb xauth \
+  libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 libxcb-xinput0 libxcb-image0 \
+  libxcb-render-util0 libxcb-randr0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 libxkbcommon0 \
+  libegl1 libgl1 libfontconfig1 libdbus-1-3 libglib2.0-0 desktop-file-utils appstream
+
+.PHONY: run test setup system venv nixconf lint typecheck bench screenshots clean
+
+run: setup
+	$(VPY) -m nixdeck demo run
+
+test: setup
+	QT_QPA_PLATFORM=offscreen $(VPY) -m pytest -q -p no:cacheprovider
+	$(VPY) -m ruff check app tests bench
+	$(VPY) -m mypy
+
+setup: system nixconf venv
+
+system:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@$(SUDO) mkdir -p /run/sshd
+
+# An offline Nix configuration, written only when Nix has none yet (platform-facts).
+nixconf:
+	@if [ ! -s $(NIX_CONF_DIR_DEFAULT)/nix.conf ] || ! grep -q 'flakes' $(NIX_CONF_DIR_DEFAULT)/nix.conf; then \
+	  echo "writing an offline $(NIX_CONF_DIR_DEFAULT)/nix.conf"; \
+	  $(SUDO) mkdir -p $(NIX_CONF_DIR_DEFAULT); \
+	  echo '{"flakes":[],"version":2}' | $(SUDO) tee $(NIX_CONF_DIR_DEFAULT)/registry.json >/dev/null; \
+	  printf '%s\n' 'experimental-features = nix-command flakes' 'build-users-group =' 'sandbox = false' \
+	    'substituters =' 'flake-registry = $(NIX_CONF_DIR_DEFAULT)/registry.json' \
+	    | $(SUDO) tee $(NIX_CONF_DIR_DEFAULT)/nix.conf >/dev/null; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	[ -x $(VPY) ] || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q -U pip
+	$(VPY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+lint: venv
+	$(VPY) -m ruff check app tests bench
+	$(VPY) -m mypy
+
+bench: setup
+	$(VPY) bench/engine.py
+
+screenshots: setup
+	QT_QPA_PLATFORM=offscreen $(VPY) -m nixdeck.ui.screenshots docs
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,1 @@
+"""NixDeck core package."""

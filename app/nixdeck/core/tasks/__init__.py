@@ -1,0 +1,1 @@
+"""NixDeck core tasks package."""

@@ -1,0 +1,111 @@
+"""Submission data: the validated pydantic input of a task, with secret fields redacted before storage.
+
+Mark a field secret with `secret_field()` (or type it `SecretStr`). The stored and displayed form
+replaces its value with REDACTED; the plain value lives only in memory for the task's own run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr
+
+REDACTED = "***redacted***"
+_SECRET_ENV = re.compile(r"(SECRET|TOKEN|PASSW|PASSPHRASE|CREDENTIAL|PRIVATE|API_?KEY|AUTH)", re.I)
+
+
+class Submission(BaseModel):
+    """Base of every task's input model. Unknown fields are refused so typos are caught."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmptySubmission(Submission):
+    """For tasks that take no input (e.g. some record-only tasks)."""
+
+
+class RecordSubmission(Submission):
+    """Free-form details of an immediate record-only task (e.g. "device added")."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def secret_field(default: Any = ..., **kw: Any) -> Any:
+    """A pydantic Field whose value never reaches the database, the logs or the screen."""
+    extra = dict(kw.pop("json_schema_extra", None) or {})
+    extra["secret"] = True
+    return Field(default, json_schema_extra=extra, **kw)
+
+
+def _is_secret(model: type[BaseModel], name: str) -> bool:
+    info = model.model_fields[name]
+    extra = info.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("secret"))
+
+
+def redact(sub: BaseModel) -> dict[str, Any]:
+    """The submission as JSON-able data with every secret replaced by REDACTED."""
+    out: dict[str, Any] = {}
+    for name in type(sub).model_fields:
+        value = getattr(sub, name)
+        if _is_secret(type(sub), name) or isinstance(value, SecretStr | SecretBytes):
+            out[name] = REDACTED if value not in (None, "") else value
+        else:
+            out[name] = _redact_value(value)
+    extra = sub.model_extra or {}
+    for k, v in extra.items():
+        out[k] = REDACTED if _SECRET_ENV.search(k) else _redact_value(v)
+    return out
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return redact(value)
+    if isinstance(value, SecretStr | SecretBytes):
+        return REDACTED
+    if isinstance(value, list | tuple):
+        return [_redact_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if hasattr(value, "value") and not isinstance(value, str | int | float | bool):
+        return value.value  # enums
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def secret_values(sub: BaseModel) -> list[str]:
+    """Every secret string in a submission, so output lines can be scrubbed of them."""
+    found: list[str] = []
+    for name in type(sub).model_fields:
+        value = getattr(sub, name)
+        if isinstance(value, SecretStr):
+            found.append(value.get_secret_value())
+        elif _is_secret(type(sub), name) and isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, BaseModel):
+            found.extend(secret_values(value))
+    return [s for s in found if s]
+
+
+def has_redactions(data: Any) -> bool:
+    """True when stored submission data had secrets taken out (a rerun then needs them again)."""
+    if data == REDACTED:
+        return True
+    if isinstance(data, dict):
+        return any(has_redactions(v) for v in data.values())
+    if isinstance(data, list):
+        return any(has_redactions(v) for v in data)
+    return False
+
+
+def is_secret_env(name: str, secret_names: Iterable[str] = ()) -> bool:
+    return name in set(secret_names) or bool(_SECRET_ENV.search(name))
+
+
+def redact_env(env: Mapping[str, str], secret_names: Iterable[str] = ()) -> dict[str, str]:
+    """Added environment as stored: values of secret-looking or declared-secret names are redacted."""
+    names = set(secret_names)
+    return {k: (REDACTED if is_secret_env(k, names) else v) for k, v in env.items()}

@@ -1,0 +1,1 @@
+"""NixDeck ui package."""
