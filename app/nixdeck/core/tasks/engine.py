@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from nixdeck.core.errors import NixDeckError
 from nixdeck.core.tasks.context import TaskContext
-from nixdeck.core.tasks.errors import TaskFailed, UserError
+from nixdeck.core.tasks.errors import UserError
 from nixdeck.core.tasks.events import EventBus, Subscriber, TaskChanged, TaskCreated
 from nixdeck.core.tasks.model import (
     FAILED_STATES,
@@ -323,11 +323,15 @@ class TaskEngine:
 
     async def _attempt(self, op: Operation, ctx: TaskContext, timeout: float | None) -> tuple[TaskState, str | None]:
         task_id = ctx.task_id
+        deadline = asyncio.timeout(timeout)
+        ctx.deadline = deadline
         try:
-            async with asyncio.timeout(timeout):
+            async with deadline:
                 await op.run(ctx)
-        except TimeoutError:
-            return TaskState.TIMED_OUT, f"timed out after {timeout:g} s"
+        except TimeoutError as e:
+            if deadline.expired():
+                return TaskState.TIMED_OUT, f"timed out after {timeout:g} s"
+            return TaskState.FAILED, f"timed out: {e}" if str(e) else "an operation step timed out"
         except asyncio.CancelledError:
             if task_id in self._cancel_requested:
                 return TaskState.CANCELED, "canceled"
@@ -370,8 +374,13 @@ class TaskEngine:
         """Wait until the task is terminal (a task of another process is polled)."""
         d = self._drivers.get(task_id)
         if d is not None:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await asyncio.shield(d)
+            except asyncio.CancelledError:
+                # the waiter itself is cancelled (e.g. a parent timing out): that must propagate
+                me = asyncio.current_task()
+                if not d.done() or (me is not None and me.cancelling()):
+                    raise
             return self.store.get(task_id)
         while True:
             t = self.store.get(task_id)
@@ -398,6 +407,8 @@ class TaskEngine:
             else:
                 self.store.recover()
             return True
+        if task_id in self._cancel_requested:
+            return True  # already on its way out: a second driver.cancel() would only disturb its cleanup
         self._cancel_requested.add(task_id)
         if t.state in (TaskState.RUNNING, TaskState.BACKED_OFF):
             self._changed(task_id, state=TaskState.CANCELING, cancel_requested=True)

@@ -1,0 +1,4 @@
+# Modules for devices tagged `web` in nixdeck.toml.
+[
+  ../modules/web-server.nix
+]
