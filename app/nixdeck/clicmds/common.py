@@ -32,8 +32,8 @@ def make_engine(store: TaskStore, args: argparse.Namespace | None = None) -> Tas
     return engine
 
 
-def print_json(data: Any, out: TextIO = sys.stdout) -> None:
-    out.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+def print_json(data: Any, out: TextIO | None = None) -> None:
+    (out or sys.stdout).write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def fmt_duration(seconds: float | None) -> str:

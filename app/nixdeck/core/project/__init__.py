@@ -1,8 +1,10 @@
 """The fleet project: a flake directory (devices = its nixosConfigurations) plus the NixDeck
 inventory ``nixdeck.toml`` (targets, tags, deploy options). See project.py."""
 
-from .demo import prepare_demo, prepare_demo_async
+from .demo import demo_status, prepare_demo, prepare_demo_async, start_demo, stop_demo
 from .errors import (
+    DemoAddressBusy,
+    DemoError,
     FlakeError,
     InvalidValue,
     InventoryFileError,
@@ -16,6 +18,8 @@ from .project import Change, Device, DeviceState, Project, attr_path
 __all__ = [
     "INVENTORY_FILE",
     "Change",
+    "DemoAddressBusy",
+    "DemoError",
     "Device",
     "DeviceEntry",
     "DeviceState",
@@ -29,6 +33,9 @@ __all__ = [
     "ToolError",
     "UnknownDevice",
     "attr_path",
+    "demo_status",
     "prepare_demo",
     "prepare_demo_async",
+    "start_demo",
+    "stop_demo",
 ]
