@@ -1,0 +1,349 @@
+"""The window's actions (toolbar, menus, shortcuts) and what each submits to the task engine.
+
+Each device action submits its task kind's operation. The submission is built from what the window
+knows (project directory, selected devices, dialog values) fitted to the operation's own pydantic
+model, so the UI holds no rules of its own: the model validates, and a refusal is shown, not raised.
+A kind whose operation is not registered says "not available yet".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QStyle
+
+from nixdeck.core.errors import NixDeckError
+from nixdeck.core.ops.run_command import RunCommandSubmission
+from nixdeck.core.tasks.errors import UserError
+from nixdeck.core.tasks.model import TaskKind
+from nixdeck.core.tasks.submission import Submission
+from nixdeck.ui.devices_model import DeviceRow
+from nixdeck.ui.dialogs import DeployDialog, HostKeyDialog, ImageDialog, NewProjectDialog, RunCommandDialog
+
+if TYPE_CHECKING:
+    from nixdeck.ui.mainwindow import MainWindow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    text: str
+    shortcut: str
+    tip: str
+    icon: QStyle.StandardPixmap | None = None
+    toolbar: bool = True
+
+
+DEVICE_ACTIONS = (
+    ActionSpec("build", "&Build", "Ctrl+B", "Build the selected devices (or the whole project)",
+               QStyle.StandardPixmap.SP_MediaPlay),
+    ActionSpec("deploy", "&Deploy…", "Ctrl+D", "Deploy the selected devices", QStyle.StandardPixmap.SP_ArrowUp),
+    ActionSpec("update_flake", "&Update flake", "Ctrl+U", "Update the project's flake inputs",
+               QStyle.StandardPixmap.SP_BrowserReload),
+    ActionSpec("build_image", "Build &image…", "Ctrl+I", "Build an installation image for a device",
+               QStyle.StandardPixmap.SP_DriveHDIcon),
+    ActionSpec("run_vm", "Run &VM", "Ctrl+M", "Run the selected device as a NixOS VM",
+               QStyle.StandardPixmap.SP_ComputerIcon),
+    ActionSpec("run_command", "&Run command…", "Ctrl+R", "Run a local command as a tracked task",
+               QStyle.StandardPixmap.SP_CommandLink),
+    ActionSpec("trust_host", "&Trust host key…", "Ctrl+K", "Fetch a device's host key and trust it",
+               QStyle.StandardPixmap.SP_DialogApplyButton, toolbar=False),
+)
+PROJECT_ACTIONS = (
+    ActionSpec("open_project", "&Open project…", "Ctrl+O", "Open a project (a flake directory)",
+               QStyle.StandardPixmap.SP_DirOpenIcon),
+    ActionSpec("new_project", "&New project…", "Ctrl+N", "Create a new project from the template",
+               QStyle.StandardPixmap.SP_FileIcon, toolbar=False),
+    ActionSpec("reload_project", "Re&load project", "F5", "Evaluate the flake again", None, toolbar=False),
+    ActionSpec("quit", "&Quit", "Ctrl+Q", "Quit NixDeck", None, toolbar=False),
+)
+
+
+def fit(model: type[Submission], candidates: dict[str, Any]) -> Submission:
+    """A submission of `model` from the values the window has, keeping only fields the model has."""
+    fields = model.model_fields
+    return model.model_validate({k: v for k, v in candidates.items() if k in fields and v is not None})
+
+
+class ActionController:
+    """Creates the QActions of a MainWindow and carries them out.
+
+    `dialog` is the dialog an action has open (tests drive it; it is `open()`ed, never exec'd).
+    """
+
+    def __init__(self, window: MainWindow) -> None:
+        self.window = window
+        self.engine = window.engine
+        self.actions: dict[str, QAction] = {}
+        self.dialog: Any = None
+        style = window.style()
+        for spec in (*DEVICE_ACTIONS, *PROJECT_ACTIONS):
+            act = QAction(spec.text, window)
+            act.setObjectName(f"action_{spec.name}")
+            act.setShortcut(QKeySequence(spec.shortcut))
+            act.setToolTip(f"{spec.tip} ({spec.shortcut})")
+            act.setStatusTip(spec.tip)
+            if spec.icon is not None:
+                act.setIcon(style.standardIcon(spec.icon))
+            act.triggered.connect(lambda _checked=False, n=spec.name: self.act(n))
+            self.actions[spec.name] = act
+        self._build_menus_and_toolbar()
+        self.update_enabled()
+
+    def _build_menus_and_toolbar(self) -> None:
+        w = self.window
+        bar = w.menuBar()
+        project = bar.addMenu("&Project")
+        for n in ("open_project", "new_project", "reload_project"):
+            project.addAction(self.actions[n])
+        project.addSeparator()
+        project.addAction(self.actions["quit"])
+        devices = bar.addMenu("&Devices")
+        for spec in DEVICE_ACTIONS:
+            if spec.name == "trust_host":
+                devices.addSeparator()
+            devices.addAction(self.actions[spec.name])
+        view = bar.addMenu("&View")
+        view.addAction(w.tasks_dock.toggleViewAction())
+        tb = w.addToolBar("Actions")
+        tb.setObjectName("ActionsToolBar")
+        tb.setMovable(False)
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        tb.addAction(self.actions["open_project"])
+        tb.addSeparator()
+        for spec in DEVICE_ACTIONS:
+            if spec.toolbar:
+                tb.addAction(self.actions[spec.name])
+        self.toolbar = tb
+
+    # -- availability ---------------------------------------------------------------------------
+    def available(self, kind: str) -> bool:
+        try:
+            self.engine.operation(kind)
+        except NixDeckError:
+            return False
+        return True
+
+    def update_enabled(self) -> None:
+        has_project = self.window.project is not None
+        for name in ("deploy", "update_flake", "build_image", "run_vm", "trust_host", "build", "reload_project"):
+            self.actions[name].setEnabled(has_project)
+
+    def not_available(self, what: str, kind: str) -> None:
+        self.window.show_status(f"{what}: not available yet (no {kind} operation in this build)", 8000)
+
+    # -- dispatch -------------------------------------------------------------------------------
+    def act(self, name: str) -> None:
+        handler: Callable[[], None] = getattr(self, f"do_{name}")
+        try:
+            handler()
+        except Exception as e:  # noqa: BLE001 - an action's bug shows in the window
+            self.window.show_error(f"{name.replace('_', ' ').capitalize()} failed", str(e), exc=e)
+
+    def _project_dir(self) -> str | None:
+        p = self.window.project
+        return str(p.path) if p is not None else None
+
+    def _base(self) -> dict[str, Any]:
+        """The project under the names operations use for it (only the model's own field is kept)."""
+        p = self._project_dir()
+        return {"project": p, "project_dir": p, "flake": p}
+
+    def _targets(self, what: str) -> list[DeviceRow] | None:
+        rows = self.window.selected_devices()
+        if not rows:
+            self.window.show_status(f"{what}: select one or more devices first", 6000)
+            return None
+        return rows
+
+    def submit(self, kind: str, what: str, candidates: dict[str, Any], **opts: Any) -> None:
+        """Validate against the operation's model and submit; refusals are shown."""
+        if not self.available(kind):
+            self.not_available(what, kind)
+            return
+        op = self.engine.operation(kind)
+        try:
+            sub = fit(op.submission_type, candidates)
+        except ValidationError as e:
+            msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}" for err in e.errors())
+            self.window.show_error(f"{what}: invalid input", msgs)
+            return
+        self.window.spawn(self._submit(kind, what, sub, opts), what)
+
+    async def _submit(self, kind: str, what: str, sub: Submission, opts: dict[str, Any]) -> int | None:
+        opts.setdefault("project", self._project_dir())
+        try:
+            tid = await self.engine.submit(kind, sub, **opts)
+        except (UserError, NixDeckError) as e:
+            self.window.show_error(f"{what} was refused", str(e))
+            return None
+        self.window.show_status(f"{what}: task {tid} submitted", 5000)
+        return tid
+
+    # -- device actions -------------------------------------------------------------------------
+    def do_build(self) -> None:
+        rows = self.window.selected_devices()
+        if not rows:
+            if self.available(TaskKind.BUILD_PROJECT.value):
+                self.submit(TaskKind.BUILD_PROJECT.value, "Build project", {**self._base()})
+            else:
+                self.window.show_status("Build: select one or more devices first", 6000)
+            return
+        for r in rows:
+            self.submit(TaskKind.BUILD_DEVICE.value, f"Build {r.name}",
+                        {**self._base(), "device": r.name, "devices": [r.name]})
+
+    def do_deploy(self) -> None:
+        rows = self._targets("Deploy")
+        if rows is None:
+            return
+        if not self.available(TaskKind.DEPLOY_DEVICES.value):
+            self.not_available("Deploy", TaskKind.DEPLOY_DEVICES.value)
+            return
+        dlg = DeployDialog([r.name for r in rows], [r.name for r in rows if r.target is None], parent=self.window)
+
+        def accepted() -> None:
+            v = dlg.values()
+            self.submit(TaskKind.DEPLOY_DEVICES.value, "Deploy",
+                        {**self._base(), **v})
+
+        self._open(dlg, accepted)
+
+    def do_update_flake(self) -> None:
+        self.submit(TaskKind.FLAKE_UPDATE.value, "Update flake", {**self._base()})
+
+    def do_build_image(self) -> None:
+        if not self.available(TaskKind.BUILD_IMAGE.value):
+            self.not_available("Build image", TaskKind.BUILD_IMAGE.value)
+            return
+        rows = self.window.selected_devices()
+        names = [r.name for r in self.window.model.rows()]
+        dlg = ImageDialog(names, rows[0].name if rows else None, parent=self.window)
+
+        def accepted() -> None:
+            self.submit(TaskKind.BUILD_IMAGE.value, f"Build image of {dlg.device_name()}",
+                        {**self._base(), "device": dlg.device_name(),
+                         "format": dlg.image_format(), "image_format": dlg.image_format()})
+
+        self._open(dlg, accepted)
+
+    def do_run_vm(self) -> None:
+        rows = self._targets("Run VM")
+        if rows is None:
+            return
+        self.submit(TaskKind.RUN_VM.value, f"Run VM of {rows[0].name}",
+                    {**self._base(), "device": rows[0].name})
+
+    def do_run_command(self) -> None:
+        rows = self.window.selected_devices()
+        names = [r.name for r in self.window.model.rows()]
+        dlg = RunCommandDialog(names, rows[0].name if len(rows) == 1 else None, self._project_dir(),
+                               parent=self.window)
+
+        def accepted() -> None:
+            try:
+                sub = RunCommandSubmission(argv=dlg.argv(), device=dlg.device_name(), cwd=dlg.working_dir())
+            except (ValidationError, ValueError) as e:
+                self.window.show_error("Run command: invalid input", str(e))
+                return
+            self.window.spawn(self._submit(TaskKind.RUN_COMMAND.value, "Run command", sub,
+                                           {"timeout": dlg.timeout_seconds()}), "Run command")
+
+        self._open(dlg, accepted)
+
+    def do_trust_host(self) -> None:
+        rows = self._targets("Trust host key")
+        if rows is None:
+            return
+        row = rows[0]
+        if row.host is None:
+            self.window.show_status(f"Trust host key: {row.name} has no target yet", 6000)
+            return
+        dlg = HostKeyDialog(row.name, row.host, row.port, parent=self.window)
+        self._open(dlg, None)
+        self.window.spawn(self._trust_flow(dlg, row), "Trust host key")
+
+    async def _trust_flow(self, dlg: HostKeyDialog, row: DeviceRow) -> None:
+        from nixdeck.core.ssh.errors import SshError
+        from nixdeck.core.ssh.knownhosts import KnownHosts, fetch_host_key, fingerprint
+
+        assert row.host is not None
+        host, port = row.host, row.port
+        try:
+            key = await fetch_host_key(host, port)
+        except SshError as e:
+            dlg.show_error(str(e))
+            return
+        known = KnownHosts.in_data_dir(self.window.store.data_dir)
+        check = known.state(host, port, key)
+        dlg.show_key(fingerprint(key), check.state.value, [e.fingerprint for e in check.known])
+
+        def trust() -> None:
+            try:
+                known.trust(host, port, key, replace=dlg.replace)
+            except Exception as e:  # noqa: BLE001 - shown, never raised into Qt
+                self.window.show_error("Trust host key failed", str(e))
+                return
+            verb = "Replaced" if dlg.replace else "Trusted"
+            self.engine.record(
+                f"{verb} host key of {row.name}", {"host": host, "port": port, "fingerprint": fingerprint(key)},
+                kind=TaskKind.RECORD.value, silent=False, devices=[row.name], project=self._project_dir(),
+            )
+            self.window.show_status(f"{verb} the host key of {row.name} ({fingerprint(key)})", 8000)
+
+        dlg.accepted.connect(trust)
+
+    # -- project actions ------------------------------------------------------------------------
+    def do_open_project(self) -> None:
+        dlg = QFileDialog(self.window, "Open project (a flake directory)")
+        dlg.setFileMode(QFileDialog.FileMode.Directory)
+        dlg.setOption(QFileDialog.Option.ShowDirsOnly, True)
+        if self.window.project is not None:
+            dlg.setDirectory(str(self.window.project.path.parent))
+        dlg.fileSelected.connect(lambda path: self.window.spawn(self.window.load_project(path), "Open project"))
+        self._open(dlg, None)
+
+    def do_new_project(self) -> None:
+        dlg = NewProjectDialog(self.window)
+
+        def accepted() -> None:
+            self.window.spawn(self._new_project(dlg.project_path(), dlg.device_names()), "New project")
+
+        self._open(dlg, accepted)
+
+    async def _new_project(self, path: str, devices: Sequence[str]) -> None:
+        from nixdeck.core.project.errors import ProjectError
+        from nixdeck.core.project.project import Project
+
+        self.window.show_status(f"Creating {path}…")
+        try:
+            project = await Project.new_async(path, list(devices))
+        except (ProjectError, OSError) as e:
+            self.window.show_error("Cannot create the project", str(e))
+            return
+        self.engine.record(f"Created project {project.path.name}", {"path": str(project.path), "devices": list(devices)},
+                           silent=False, devices=list(devices), project=str(project.path))
+        self.window.set_project(project)
+
+    def do_reload_project(self) -> None:
+        p = self.window.project
+        if p is not None:
+            self.window.spawn(self.window.load_project(p.path), "Reload project")
+
+    def do_quit(self) -> None:
+        self.window.quitRequested.emit()
+
+    def _open(self, dlg: Any, accepted: Callable[[], None] | None) -> None:
+        self.dialog = dlg
+        if accepted is not None:
+            dlg.accepted.connect(accepted)
+        dlg.finished.connect(lambda _r: setattr(self, "dialog", None) if self.dialog is dlg else None)
+        dlg.open()

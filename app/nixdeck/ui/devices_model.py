@@ -1,0 +1,276 @@
+"""The device table: a project's devices with their target, tags and last build / deploy.
+
+`DevicesModel` adapts `core.project.Project` plus the `TaskStore` (latest build_device / deploy_device
+task of each device); `DevicesFilter` narrows it by tag and text. No business logic here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QBrush, QColor, QPalette
+from PySide6.QtWidgets import QApplication
+
+from nixdeck.core.tasks.model import TaskKind, TaskRecord, TaskState
+from nixdeck.core.tasks.store import TaskStore
+from nixdeck.ui.icons import state_icon
+
+BUILD_KINDS = (TaskKind.BUILD_DEVICE.value,)
+DEPLOY_KINDS = (TaskKind.DEPLOY_DEVICE.value,)
+NO_TARGET = "no target yet"
+
+Index = QModelIndex | QPersistentModelIndex
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    """What one table row shows (a flat copy, so the view never touches the project)."""
+
+    name: str
+    target: str | None  # user@host[:port], None = no target yet
+    host: str | None
+    port: int
+    tags: tuple[str, ...]
+    state: str  # core.project.DeviceState value
+    error: str | None = None
+    last_build: TaskRecord | None = None
+    last_deploy: TaskRecord | None = None
+
+
+def rows_from_project(project: Any) -> list[DeviceRow]:
+    """Rows of a `core.project.Project` (devices first, then orphaned inventory entries)."""
+    rows: list[DeviceRow] = []
+    for d in [*project.devices, *project.orphans]:
+        s = d.settings
+        rows.append(
+            DeviceRow(
+                name=d.name,
+                target=d.target_label if d.has_target else None,
+                host=s.host,
+                port=s.port,
+                tags=tuple(d.tags),
+                state=str(d.state.value if hasattr(d.state, "value") else d.state),
+                error=d.error,
+            )
+        )
+    return rows
+
+
+def fmt_when(t: datetime | None, now: datetime | None = None) -> str:
+    """A short local time: "14:02" today, "3 Mar 14:02" this year, else the date."""
+    if t is None:
+        return ""
+    local = t.astimezone()
+    now = (now or datetime.now().astimezone()).astimezone()
+    if local.date() == now.date():
+        return local.strftime("%H:%M")
+    if local.year == now.year:
+        return local.strftime("%d %b %H:%M").lstrip("0")
+    return local.strftime("%Y-%m-%d")
+
+
+def task_cell(t: TaskRecord | None) -> str:
+    if t is None:
+        return "never"
+    when = fmt_when(t.ended or t.started or t.created)
+    return f"{t.state.label} · {when}" if when else t.state.label
+
+
+def _state_color(state: TaskState) -> QColor | None:
+    """Text colour of a last build/deploy cell: only outcomes that need attention stand out."""
+    if state in (TaskState.FAILED, TaskState.TIMED_OUT, TaskState.INTERRUPTED):
+        return QColor("#b3261e")
+    if state == TaskState.COMPLETED_WITH_WARNINGS:
+        return QColor("#8a5a00")
+    return None
+
+
+class DevicesModel(QAbstractTableModel):
+    """Table of devices. Columns: name, target, tags, last build, last deploy.
+
+    `NameRole` gives the device name of any cell, `TagsRole` its tags (for filtering).
+    """
+
+    COLUMNS = ("Name", "Target", "Tags", "Last build", "Last deploy")
+    NAME, TARGET, TAGS, BUILD, DEPLOY = range(5)
+    NameRole = Qt.ItemDataRole.UserRole + 1
+    TagsRole = Qt.ItemDataRole.UserRole + 2
+
+    def __init__(self, store: TaskStore | None = None, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._store = store
+        self._rows: list[DeviceRow] = []
+
+    # -- content ------------------------------------------------------------------------------
+    def set_store(self, store: TaskStore | None) -> None:
+        self._store = store
+        self.refresh_tasks()
+
+    def set_rows(self, rows: Sequence[DeviceRow]) -> None:
+        self.beginResetModel()
+        self._rows = [self._with_tasks(r) for r in rows]
+        self.endResetModel()
+
+    def set_project(self, project: Any) -> None:
+        self.set_rows(rows_from_project(project) if project is not None else [])
+
+    def rows(self) -> list[DeviceRow]:
+        return list(self._rows)
+
+    def row_of(self, name: str) -> int:
+        for i, r in enumerate(self._rows):
+            if r.name == name:
+                return i
+        return -1
+
+    def device(self, row: int) -> DeviceRow:
+        return self._rows[row]
+
+    def all_tags(self) -> list[str]:
+        return sorted({t for r in self._rows for t in r.tags})
+
+    def _latest(self, device: str, kinds: Iterable[str]) -> TaskRecord | None:
+        if self._store is None:
+            return None
+        found = self._store.list_tasks(device=device, kinds=list(kinds), limit=1)
+        return found[0] if found else None
+
+    def _with_tasks(self, r: DeviceRow) -> DeviceRow:
+        return replace(r, last_build=self._latest(r.name, BUILD_KINDS), last_deploy=self._latest(r.name, DEPLOY_KINDS))
+
+    def refresh_tasks(self, devices: Iterable[str] | None = None) -> None:
+        """Re-read the last build/deploy of these devices (default: all) from the store."""
+        wanted = None if devices is None else set(devices)
+        for i, r in enumerate(self._rows):
+            if wanted is not None and r.name not in wanted:
+                continue
+            new = self._with_tasks(r)
+            if new != r:
+                self._rows[i] = new
+                self.dataChanged.emit(self.index(i, self.BUILD), self.index(i, self.DEPLOY))
+
+    def on_tasks_changed(self, tasks: Sequence[Any]) -> None:
+        """Bridge slot: refresh the rows of devices touched by changed build/deploy tasks."""
+        touched: set[str] = set()
+        for t in tasks:
+            if isinstance(t, TaskRecord) and t.kind in (*BUILD_KINDS, *DEPLOY_KINDS):
+                touched.update(t.devices)
+        if touched:
+            self.refresh_tasks(touched)
+
+    # -- Qt model API -------------------------------------------------------------------------
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            if 0 <= section < len(self.COLUMNS):
+                return self.COLUMNS[section]
+        return None
+
+    def flags(self, index: Index) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not (0 <= index.row() < len(self._rows)):
+            return None
+        r, col = self._rows[index.row()], index.column()
+        if role == self.NameRole:
+            return r.name
+        if role == self.TagsRole:
+            return list(r.tags)
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._display(r, col)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(r, col)
+        if role == Qt.ItemDataRole.ForegroundRole:
+            return self._foreground(r, col)
+        if role == Qt.ItemDataRole.DecorationRole and col in (self.BUILD, self.DEPLOY):
+            t = r.last_build if col == self.BUILD else r.last_deploy
+            return state_icon(t.state) if t is not None else None
+        return None
+
+    def _display(self, r: DeviceRow, col: int) -> str:
+        if col == self.NAME:
+            return r.name
+        if col == self.TARGET:
+            return r.target or NO_TARGET
+        if col == self.TAGS:
+            return ", ".join(r.tags)
+        if col == self.BUILD:
+            return task_cell(r.last_build)
+        if col == self.DEPLOY:
+            return task_cell(r.last_deploy)
+        return ""
+
+    def _tooltip(self, r: DeviceRow, col: int) -> str | None:
+        if col == self.NAME:
+            return f"{r.name}: {r.error}" if r.error else f"{r.name} ({r.state})"
+        if col in (self.BUILD, self.DEPLOY):
+            t = r.last_build if col == self.BUILD else r.last_deploy
+            if t is None:
+                return None
+            when = (t.ended or t.started or t.created).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+            tip = f"task {t.id}: {t.title}\n{t.state.label} at {when}"
+            return tip + (f"\n{t.error}" if t.error else "")
+        return None
+
+    def _foreground(self, r: DeviceRow, col: int) -> QBrush | None:
+        pal = QApplication.palette()
+        if col == self.NAME and r.error:
+            return QBrush(QColor("#b3261e"))
+        if col == self.TARGET and r.target is None:
+            return pal.brush(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
+        if col in (self.BUILD, self.DEPLOY):
+            t = r.last_build if col == self.BUILD else r.last_deploy
+            if t is None:
+                return pal.brush(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
+            color = _state_color(t.state)
+            return QBrush(color) if color is not None else None
+        return None
+
+
+class DevicesFilter(QSortFilterProxyModel):
+    """Keeps devices that carry the chosen tag and whose name, target or tags contain the text."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._tag = ""
+        self._text = ""
+        self.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+
+    def set_tag(self, tag: str) -> None:
+        self._refilter(lambda: setattr(self, "_tag", tag))
+
+    def set_text(self, text: str) -> None:
+        self._refilter(lambda: setattr(self, "_text", text.strip().lower()))
+
+    def _refilter(self, change: Any) -> None:
+        if hasattr(self, "beginFilterChange"):  # Qt >= 6.9; invalidateFilter is deprecated there
+            self.beginFilterChange()
+            change()
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            change()
+            self.invalidateFilter()
+
+    def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
+        src = self.sourceModel()
+        if not isinstance(src, DevicesModel) or source_row >= src.rowCount():
+            return True
+        r = src.device(source_row)
+        if self._tag and self._tag not in r.tags:
+            return False
+        if self._text:
+            hay = " ".join([r.name, r.target or NO_TARGET, *r.tags]).lower()
+            return self._text in hay
+        return True

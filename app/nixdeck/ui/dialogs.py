@@ -1,0 +1,304 @@
+"""Input dialogs of the main window. All are window-modal and shown with `open()` (never `exec()`,
+which would re-enter the asyncio loop); callers read the values in a slot on `accepted`.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Sequence
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFontDatabase
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+NO_DEVICE = "(none)"
+IMAGE_FORMATS = ("sd-card", "iso", "qcow", "raw")
+DEPLOY_ACTIONS = ("switch", "boot", "test", "dry-activate")
+
+
+def _error_label() -> QLabel:
+    label = QLabel()
+    label.setStyleSheet("color: #b3261e;")
+    label.setWordWrap(True)
+    label.hide()
+    return label
+
+
+class _FormDialog(QDialog):
+    """A form above OK/Cancel, with an inline error line that disables OK."""
+
+    def __init__(self, title: str, ok_text: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.setWindowModality(Qt.WindowModality.WindowModal)
+        self.form = QFormLayout()
+        self.form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
+        self.error = _error_label()
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.ok_button.setText(ok_text)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(self.form)
+        layout.addWidget(self.error)
+        layout.addWidget(self.buttons)
+        self.setMinimumWidth(460)
+
+    @property
+    def ok_button(self) -> QPushButton:
+        return self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+
+    def set_error(self, text: str | None) -> None:
+        self.error.setText(text or "")
+        self.error.setVisible(bool(text))
+        self.ok_button.setEnabled(not text)
+
+
+def _device_combo(devices: Sequence[str], current: str | None, allow_none: bool) -> QComboBox:
+    combo = QComboBox()
+    if allow_none:
+        combo.addItem(NO_DEVICE, None)
+    for d in devices:
+        combo.addItem(d, d)
+    if current is not None and current in devices:
+        combo.setCurrentIndex(combo.findData(current))
+    return combo
+
+
+class RunCommandDialog(_FormDialog):
+    """A local command as a task: argv line (split with shlex, never run by a shell), device, timeout."""
+
+    def __init__(self, devices: Sequence[str] = (), device: str | None = None, cwd: str | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__("Run command", "Run", parent)
+        self.command = QLineEdit()
+        self.command.setPlaceholderText("e.g. nix flake metadata  (split like a shell, never run by one)")
+        self.command.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.device = _device_combo(devices, device, allow_none=True)
+        self.timeout = QSpinBox()
+        self.timeout.setRange(0, 7 * 24 * 3600)
+        self.timeout.setSuffix(" s")
+        self.timeout.setSpecialValueText("default")
+        self.cwd = QLineEdit(cwd or "")
+        self.cwd.setPlaceholderText("working directory (default: the project)")
+        self.form.addRow("&Command:", self.command)
+        self.form.addRow("&Device:", self.device)
+        self.form.addRow("&Timeout:", self.timeout)
+        self.form.addRow("&Directory:", self.cwd)
+        self.command.textChanged.connect(self._validate)
+        self._validate()
+
+    def _validate(self) -> None:
+        text = self.command.text()
+        if not text.strip():
+            self.set_error(None)
+            self.ok_button.setEnabled(False)
+            return
+        try:
+            shlex.split(text)
+        except ValueError as e:
+            self.set_error(f"cannot split the command: {e}")
+            return
+        self.set_error(None)
+
+    def argv(self) -> list[str]:
+        return shlex.split(self.command.text())
+
+    def device_name(self) -> str | None:
+        data = self.device.currentData()
+        return str(data) if data else None
+
+    def timeout_seconds(self) -> float | None:
+        return float(self.timeout.value()) or None
+
+    def working_dir(self) -> str | None:
+        return self.cwd.text().strip() or None
+
+
+class ImageDialog(_FormDialog):
+    """Which device and which image format (sd-card | iso | qcow | raw)."""
+
+    def __init__(self, devices: Sequence[str], device: str | None = None, parent: QWidget | None = None) -> None:
+        super().__init__("Build image", "Build", parent)
+        self.device = _device_combo(devices, device, allow_none=False)
+        self.format = QComboBox()
+        self.format.addItems(list(IMAGE_FORMATS))
+        self.form.addRow("&Device:", self.device)
+        self.form.addRow("&Format:", self.format)
+        if not devices:
+            self.set_error("the project has no devices")
+
+    def device_name(self) -> str:
+        return str(self.device.currentData() or "")
+
+    def image_format(self) -> str:
+        return self.format.currentText()
+
+
+def waves(devices: Sequence[str], limit: int) -> list[list[str]]:
+    """How a deploy limited to `limit` devices at a time proceeds (for display only)."""
+    size = max(1, limit)
+    return [list(devices[i:i + size]) for i in range(0, len(devices), size)]
+
+
+class DeployDialog(_FormDialog):
+    """Confirmation of a deploy: the devices, the activation action, the limit and the waves."""
+
+    def __init__(self, devices: Sequence[str], no_target: Sequence[str] = (), action: str = "switch",
+                 limit: int = 4, parent: QWidget | None = None) -> None:
+        super().__init__("Deploy", "Deploy", parent)
+        self.devices = list(devices)
+        self.no_target = list(no_target)
+        self.action = QComboBox()
+        self.action.addItems(list(DEPLOY_ACTIONS))
+        self.action.setCurrentText(action)
+        self.limit = QSpinBox()
+        self.limit.setRange(1, max(1, len(self.devices)))
+        self.limit.setValue(min(max(1, limit), max(1, len(self.devices))))
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.form.addRow("Devices:", QLabel(", ".join(self.devices) or "none selected"))
+        self.form.addRow("&Action:", self.action)
+        self.form.addRow("&Limit:", self.limit)
+        self.form.addRow("Waves:", self.summary)
+        self.limit.valueChanged.connect(self._update)
+        self._update()
+        if not self.devices:
+            self.set_error("select the devices to deploy")
+        elif self.no_target:
+            self.set_error(f"no target yet for {', '.join(self.no_target)}: set their host first")
+
+    def _update(self) -> None:
+        w = waves(self.devices, self.limit.value())
+        lines = [f"{i + 1}. {', '.join(names)}" for i, names in enumerate(w[:6])]
+        if len(w) > 6:
+            lines.append(f"… {len(w) - 6} more")
+        n = math.ceil(len(self.devices) / max(1, self.limit.value())) if self.devices else 0
+        self.summary.setText(f"{n} wave{'s' if n != 1 else ''}\n" + "\n".join(lines))
+
+    def values(self) -> dict[str, Any]:
+        return {"devices": self.devices, "action": self.action.currentText(), "limit": self.limit.value()}
+
+
+class HostKeyDialog(QDialog):
+    """Shows the key a host presents (fetched without trusting it); trusting it is the user's act."""
+
+    def __init__(self, device: str, host: str, port: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Trust host key of {device}")
+        self.setWindowModality(Qt.WindowModality.WindowModal)
+        self.replace = False
+        mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        self.info = QLabel(f"Fetching the host key of <b>{device}</b> ({host}, port {port})…")
+        self.info.setWordWrap(True)
+        self.fingerprint = QLineEdit()
+        self.fingerprint.setReadOnly(True)
+        self.fingerprint.setFont(mono)
+        self.fingerprint.setMinimumWidth(440)
+        self.warning = _error_label()
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.trust_button = self.buttons.addButton("Trust", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.trust_button.setEnabled(False)
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.info)
+        layout.addWidget(self.fingerprint)
+        layout.addWidget(self.warning)
+        layout.addWidget(self.buttons)
+
+    def show_key(self, fingerprint: str, state: str, known: Sequence[str] = ()) -> None:
+        """state: "unknown", "trusted" or "changed" (as `core.ssh.knownhosts.HostKeyState`)."""
+        self.fingerprint.setText(fingerprint)
+        if state == "trusted":
+            self.info.setText("This key is already trusted.")
+            self.trust_button.setEnabled(False)
+        elif state == "changed":
+            self.info.setText("The host presents a <b>different key</b> from the one NixDeck trusts.")
+            self.warning.setText(
+                "Known: " + ", ".join(known) + "\nReplace it only if you know the device was reinstalled."
+            )
+            self.warning.show()
+            self.trust_button.setText("Replace key")
+            self.replace = True
+            self.trust_button.setEnabled(True)
+        else:
+            self.info.setText("Compare this fingerprint with the device's own (ssh-keygen -lf) before trusting it:")
+            self.trust_button.setEnabled(True)
+            self.trust_button.setDefault(True)
+
+    def show_error(self, text: str) -> None:
+        self.info.setText("The host key could not be fetched.")
+        self.warning.setText(text)
+        self.warning.show()
+        self.trust_button.setEnabled(False)
+
+
+class NewProjectDialog(_FormDialog):
+    """A new project directory (empty or new) and its first devices."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("New project", "Create", parent)
+        self.path = QLineEdit()
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.path, 1)
+        row.addWidget(browse)
+        self.devices = QLineEdit()
+        self.devices.setPlaceholderText("device names, e.g. web1 web2 db1")
+        self.form.addRow("&Directory:", row)
+        self.form.addRow("De&vices:", self.devices)
+        self.path.textChanged.connect(self._validate)
+        self._validate()
+
+    def _browse(self) -> None:
+        dlg = QFileDialog(self, "Project directory")
+        dlg.setFileMode(QFileDialog.FileMode.Directory)
+        dlg.setOption(QFileDialog.Option.ShowDirsOnly, True)
+        dlg.fileSelected.connect(self.path.setText)
+        dlg.open()
+
+    def _validate(self) -> None:
+        self.set_error(None)
+        self.ok_button.setEnabled(bool(self.path.text().strip()))
+
+    def project_path(self) -> str:
+        return self.path.text().strip()
+
+    def device_names(self) -> list[str]:
+        return [n for n in self.devices.text().replace(",", " ").split() if n]
+
+
+class TextDialog(QDialog):
+    """A read-only text (e.g. an error with its traceback), non-modal."""
+
+    def __init__(self, title: str, text: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.text = QPlainTextEdit(text)
+        self.text.setReadOnly(True)
+        self.text.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.text)
+        layout.addWidget(buttons)
+        self.resize(640, 360)

@@ -1,0 +1,46 @@
+"""How the task views write times, durations and device lists (display only)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """`4.2s`, `3m07s`, `1h02m03s`; `` for unknown."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def fmt_time(d: datetime | None, *, full: bool = False) -> str:
+    """Local time; today's times without the date unless `full`."""
+    if d is None:
+        return ""
+    local = d.astimezone()
+    if not full and local.date() == datetime.now().astimezone().date():
+        return local.strftime("%H:%M:%S")
+    return local.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_devices(devices: list[str], most: int = 3) -> str:
+    if len(devices) <= most:
+        return ", ".join(devices)
+    return ", ".join(devices[:most]) + f" +{len(devices) - most}"
+
+
+def fmt_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def one_line(text: str) -> str:
+    """A title as one line: newlines (e.g. of an inline script) shown as ⏎."""
+    return " ⏎ ".join(part.strip() for part in text.strip().splitlines()) if "\n" in text else text

@@ -1,0 +1,62 @@
+"""Trust host key from the window: fetch the key of a real sshd, show its fingerprint, trust on OK."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fleet_fixtures import copy_fleet
+from nixdeck.core.project.project import Project
+from nixdeck.core.ssh.knownhosts import HostKeyState, KnownHosts, fingerprint
+from nixdeck.ui.app import NixDeckApp
+from nixdeck.ui.dialogs import DeployDialog, HostKeyDialog, waves
+from ssh_fixtures import fixture_sim_fleet  # noqa: F401 - registers the sim_fleet fixture
+from ui_shell_fixtures import qloop, run, until  # noqa: F401 - qloop is a fixture
+
+pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+
+
+@pytest.mark.ssh
+def test_trust_host_key_shows_fingerprint_and_trusts(qloop, sim_fleet, tmp_path: Path,  # noqa: F811
+                                                     data_dir: Path) -> None:
+    fleet_dev = sim_fleet(["web1"])
+    dev = fleet_dev["web1"]
+    flake = copy_fleet(tmp_path, salt="")
+    Project.open(flake).set_fields("web1", {"host": dev.host, "port": dev.port})
+    nx = NixDeckApp(data_dir, project=str(flake))
+
+    async def scenario() -> None:
+        await nx.start()
+        w = nx.window
+        w.select_devices(["web1"])
+        w.commands.actions["trust_host"].trigger()
+        dlg = w.commands.dialog
+        assert isinstance(dlg, HostKeyDialog)
+        await until(lambda: dlg.fingerprint.text(), "the fingerprint is shown")
+        assert dlg.fingerprint.text() == fingerprint(dev.host_public_key())
+        assert dlg.trust_button.isEnabled()
+        dlg.trust_button.click()
+        known = KnownHosts.in_data_dir(data_dir)
+        assert known.state(dev.host, dev.port, dev.host_public_key()).state is HostKeyState.TRUSTED
+        (rec,) = nx.store.list_tasks(kinds=["record"])
+        assert rec.title == "Trusted host key of web1" and rec.devices == ["web1"]
+        nx.quit_now()
+        await until(lambda: nx._done is not None and nx._done.is_set(), "shutdown")
+
+    run(qloop, scenario())
+
+
+def test_deploy_dialog_shows_devices_action_limit_and_waves(qtbot) -> None:
+    dlg = DeployDialog(["web1", "web2", "db1"], limit=2)
+    qtbot.addWidget(dlg)
+    assert "2 waves" in dlg.summary.text() and "1. web1, web2" in dlg.summary.text()
+    dlg.limit.setValue(1)
+    assert "3 waves" in dlg.summary.text()
+    dlg.action.setCurrentText("boot")
+    assert dlg.values() == {"devices": ["web1", "web2", "db1"], "action": "boot", "limit": 1}
+    assert dlg.ok_button.isEnabled()
+    refused = DeployDialog(["web1", "db1"], no_target=["db1"])
+    qtbot.addWidget(refused)
+    assert not refused.ok_button.isEnabled() and "db1" in refused.error.text()
+    assert waves(["a", "b", "c"], 2) == [["a", "b"], ["c"]]
