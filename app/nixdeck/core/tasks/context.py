@@ -13,7 +13,7 @@ from nixdeck.core.tasks.errors import TaskFailed, UserError
 from nixdeck.core.tasks.events import MessagesAdded, OutputAppended, StepChanged
 from nixdeck.core.tasks.model import MessageRecord, ProcessRecord, StepRecord, TaskRecord, TaskState, utcnow
 from nixdeck.core.tasks.runner import ExecutableNotFound, LineSink, ProcessOutcome, ProcessRunner
-from nixdeck.core.tasks.submission import Submission, redact_env
+from nixdeck.core.tasks.submission import Submission, redact_env, scrub
 
 if TYPE_CHECKING:
     from nixdeck.core.tasks.engine import TaskEngine
@@ -93,6 +93,12 @@ class TaskContext:
         self._steps: dict[tuple[str, str], StepRecord] = {}
         self._job_sizes: dict[str, int] = {}
         self.children: list[int] = []
+        self.deadline: asyncio.Timeout | None = None  # set by the engine; tells a timeout from a cancel
+
+    @property
+    def timed_out(self) -> bool:
+        """True once the task's timeout fired (steps then end `timed_out`, not `canceled`)."""
+        return self.deadline is not None and self.deadline.expired()
 
     @property
     def task_id(self) -> int:
@@ -167,7 +173,7 @@ class TaskContext:
         try:
             yield handle
         except asyncio.CancelledError:
-            s.state, s.ended = TaskState.CANCELED, utcnow()
+            s.state, s.ended = (TaskState.TIMED_OUT if self.timed_out else TaskState.CANCELED), utcnow()
             self._save_step(s)
             raise
         except TimeoutError:
@@ -216,8 +222,8 @@ class TaskContext:
         secrets = self.secrets + [v for k, v in env_add.items() if k in set(secret_env)]
         rec = store.insert_process(
             ProcessRecord(
-                task_id=self.task.id, job=job, step=step, attempt=self.attempt, argv=list(argv),
-                cwd=str(cwd) if cwd is not None else None, env=redact_env(env_add, secret_env), started=utcnow(),
+                task_id=self.task.id, job=job, step=step, attempt=self.attempt, argv=[scrub(a, secrets) for a in argv],
+                cwd=str(cwd) if cwd is not None else None, env=redact_env(env_add, secret_env, secrets), started=utcnow(),
             )
         )
         logdir = store.log_dir(self.task.id)

@@ -34,7 +34,14 @@ from nixdeck.core.tasks.model import (
 from nixdeck.core.tasks.operation import Operation
 from nixdeck.core.tasks.procs import is_alive, own_identity
 from nixdeck.core.tasks.store import TaskStore
-from nixdeck.core.tasks.submission import RecordSubmission, Submission, has_redactions, redact, secret_values
+from nixdeck.core.tasks.submission import (
+    RecordSubmission,
+    Submission,
+    has_redactions,
+    redact,
+    scrub,
+    secret_values,
+)
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +152,8 @@ class TaskEngine:
 
     def _changed(self, task_id: int, **fields: Any) -> TaskRecord:
         """Write fields to the store and the live copy, and tell subscribers."""
+        if fields.get("error") or fields.get("warnings"):
+            fields = self._scrubbed(task_id, fields)
         self.store.update_task(task_id, **fields)
         t = self._live.get(task_id)
         t = t.model_copy(update=fields) if t is not None else self.store.get(task_id)
@@ -152,6 +161,19 @@ class TaskEngine:
             self._live[task_id] = t
         self.bus.emit(TaskChanged(t))
         return t
+
+    def _scrubbed(self, task_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+        """Error reasons and warnings may quote a secret of the submission: it never reaches the store."""
+        sub = self._originals.get(task_id)
+        secrets = secret_values(sub) if sub is not None else []
+        if not secrets:
+            return fields
+        out = dict(fields)
+        if out.get("error"):
+            out["error"] = scrub(out["error"], secrets)
+        if out.get("warnings"):
+            out["warnings"] = [scrub(w, secrets) for w in out["warnings"]]
+        return out
 
     def live(self, task_id: int) -> TaskRecord:
         """The freshest record of a task (in memory while this engine runs it)."""

@@ -8,12 +8,14 @@ kills its builders on SIGTERM), then SIGKILL after a grace period.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from nixdeck.core.tasks.procs import group_members, signal_group, start_ticks
 
@@ -29,6 +31,7 @@ INSTALL_HINTS = {
 }
 
 LineSink = Callable[[bytes], None]
+T = TypeVar("T")
 
 
 class ExecutableNotFound(Exception):
@@ -58,12 +61,25 @@ class ProcessOutcome:
 class _Redactor:
     def __init__(self, secrets: Sequence[str]) -> None:
         self._pairs = [(s.encode(), b"***") for s in secrets if s]
+        # bytes kept back when a long line is cut, so a secret is never split across two writes
+        self.hold = max((len(s) for s, _ in self._pairs), default=1) - 1
 
     def __call__(self, data: bytes) -> bytes:
         for s, r in self._pairs:
             if s in data:
                 data = data.replace(s, r)
         return data
+
+
+async def _to_the_end(aw: Awaitable[T]) -> T:
+    """Await `aw` to its end even if the caller is cancelled again meanwhile (cleanup must finish)."""
+    fut = asyncio.ensure_future(aw)
+    while True:
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            if fut.done():
+                raise
 
 
 class ProcessRunner:
@@ -119,6 +135,8 @@ class ProcessRunner:
         env.update(self.env_add)
         if self.cwd is not None and not os.path.isdir(self.cwd):
             raise FileNotFoundError(f"working directory {self.cwd} does not exist")
+        for d in {self.stdout_path.parent, self.stderr_path.parent}:
+            d.mkdir(parents=True, exist_ok=True)
         self._proc = await asyncio.create_subprocess_exec(
             *self.argv,
             cwd=self.cwd,
@@ -135,7 +153,6 @@ class ProcessRunner:
     async def _pump(self, reader: asyncio.StreamReader, path: Path, sink: LineSink | None) -> int:
         size = 0
         partial = b""
-        path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab", buffering=0) as f:
             while True:
                 chunk = await reader.read(CHUNK)
@@ -147,8 +164,11 @@ class ProcessRunner:
                     partial = data
                     continue
                 if cut == 0:
-                    cut = len(data)
-                out, partial = self._redact(data[:cut]), data[cut:]
+                    red = self._redact(data)
+                    cut = max(0, len(red) - self._redact.hold)
+                    out, partial = red[:cut], red[cut:]
+                else:
+                    out, partial = self._redact(data[:cut]), data[cut:]
                 f.write(out)
                 size += len(out)
                 if sink is not None:
@@ -182,8 +202,10 @@ class ProcessRunner:
                 await self.terminate()
                 sizes = await pumps
         except asyncio.CancelledError:
-            await asyncio.shield(self.terminate())
-            await asyncio.shield(asyncio.wait_for(pumps, timeout=self.grace + 5.0))
+            # a second cancel (or a timeout) arriving meanwhile must not stop the cleanup half-way
+            await _to_the_end(self.terminate())
+            with contextlib.suppress(Exception):
+                await _to_the_end(asyncio.wait_for(pumps, timeout=self.grace + 5.0))
             raise
         self.terminate_leftovers()
         sig = -rc if rc < 0 else None

@@ -65,6 +65,9 @@ class TaskStore:
             conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            # refuse a newer file before switching it to WAL, which would rewrite its header
+            self._refuse_newer(int(conn.execute("PRAGMA user_version").fetchone()[0]), conn)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
@@ -76,13 +79,17 @@ class TaskStore:
             ) from e
         return conn
 
-    def _migrate(self) -> None:
-        version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+    def _refuse_newer(self, version: int, conn: sqlite3.Connection) -> None:
         if version > SCHEMA_VERSION:
+            conn.close()
             raise StoreError(
                 f"the task history {self.path} was written by a newer NixDeck (schema {version}, "
                 f"this one knows {SCHEMA_VERSION}); it was left untouched"
             )
+
+    def _migrate(self) -> None:
+        version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        self._refuse_newer(version, self._conn)
         for v in range(version, SCHEMA_VERSION):
             try:
                 with self.transaction():

@@ -68,7 +68,11 @@ def _redact_value(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_redact_value(v) for v in value]
     if isinstance(value, dict):
-        return {k: _redact_value(v) for k, v in value.items()}
+        # e.g. an env mapping: values of secret-looking names are redacted like a process's env
+        return {
+            k: (REDACTED if isinstance(k, str) and _SECRET_ENV.search(k) and v not in (None, "") else _redact_value(v))
+            for k, v in value.items()
+        }
     if hasattr(value, "value") and not isinstance(value, str | int | float | bool):
         return value.value  # enums
     if isinstance(value, str | int | float | bool) or value is None:
@@ -81,13 +85,32 @@ def secret_values(sub: BaseModel) -> list[str]:
     found: list[str] = []
     for name in type(sub).model_fields:
         value = getattr(sub, name)
-        if isinstance(value, SecretStr):
-            found.append(value.get_secret_value())
-        elif _is_secret(type(sub), name) and isinstance(value, str):
+        if _is_secret(type(sub), name) and isinstance(value, str):
             found.append(value)
-        elif isinstance(value, BaseModel):
-            found.extend(secret_values(value))
+        else:
+            found.extend(_secrets_in(value))
     return [s for s in found if s]
+
+
+def _secrets_in(value: Any) -> list[str]:
+    """SecretStr values anywhere inside a value (nested models, lists, dict values)."""
+    if isinstance(value, SecretStr):
+        return [value.get_secret_value()]
+    if isinstance(value, BaseModel):
+        return secret_values(value)
+    if isinstance(value, list | tuple | set | frozenset):
+        return [s for v in value for s in _secrets_in(v)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _secrets_in(v)]
+    return []
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret replaced (error reasons and warnings may quote what failed)."""
+    for s in secrets:
+        if s and s in text:
+            text = text.replace(s, "***")
+    return text
 
 
 def has_redactions(data: Any) -> bool:
@@ -105,7 +128,13 @@ def is_secret_env(name: str, secret_names: Iterable[str] = ()) -> bool:
     return name in set(secret_names) or bool(_SECRET_ENV.search(name))
 
 
-def redact_env(env: Mapping[str, str], secret_names: Iterable[str] = ()) -> dict[str, str]:
-    """Added environment as stored: values of secret-looking or declared-secret names are redacted."""
+def redact_env(
+    env: Mapping[str, str], secret_names: Iterable[str] = (), secrets: Iterable[str] = ()
+) -> dict[str, str]:
+    """Added environment as stored: values of secret-looking or declared-secret names, and values that
+    hold one of the task's secrets, are redacted."""
     names = set(secret_names)
-    return {k: (REDACTED if is_secret_env(k, names) else v) for k, v in env.items()}
+    known = [s for s in secrets if s]
+    return {
+        k: (REDACTED if is_secret_env(k, names) or any(s in v for s in known) else v) for k, v in env.items()
+    }

@@ -1,0 +1,135 @@
+"""Secrets (SecretStr, secret_field, --secret-env) never reach the database file, its WAL or the log files,
+even when the command prints them, quotes them in an error, or prints them inside a huge line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+
+from engine_helpers import cli_env, nixdeck, run_engine, script
+from nixdeck.core.tasks.context import TaskContext
+from nixdeck.core.tasks.engine import TaskEngine
+from nixdeck.core.tasks.errors import TaskFailed
+from nixdeck.core.tasks.events import Event, OutputAppended, TaskChanged
+from nixdeck.core.tasks.model import TaskState
+from nixdeck.core.tasks.operation import Operation
+from nixdeck.core.tasks.submission import REDACTED, Submission, redact, secret_field, secret_values
+
+TOKEN = "tok-7f3a9c1e55d2"
+PASSWORD = "pw-Qx81zzTT04"
+NESTED = "nest-ee19ab77c3"
+ALL = [TOKEN, PASSWORD, NESTED]
+
+ECHO = script(
+    """
+for name in ('A', 'B', 'C'):
+    v = os.environ[name]
+    print(f"{name}={v}", flush=True)
+    print(f"err {name}={v}", file=sys.stderr, flush=True)
+# one 3 MiB line without a newline: the runner passes it on in pieces, never splitting a secret
+sys.stdout.write((os.environ['A'] + 'x') * (3 * 1024 * 1024 // (len(os.environ['A']) + 1)))
+sys.stdout.flush()
+"""
+)
+
+
+class SecretSub(Submission):
+    token: SecretStr
+    password: str = secret_field()
+    nested: dict[str, SecretStr] = Field(default_factory=dict)
+    plain: str = "visible"
+
+
+class SecretOp(Operation):
+    kind = "test_secret"
+    submission_type = SecretSub
+
+    async def run(self, ctx: TaskContext) -> None:
+        sub = ctx.submission
+        assert isinstance(sub, SecretSub)
+        env = {"A": sub.token.get_secret_value(), "B": sub.password, "C": sub.nested["k"].get_secret_value()}
+        async with ctx.step("echo"):
+            # the token is also in argv: a careless operation must not leak it either
+            await ctx.run_process([sys.executable, "-c", ECHO, sub.token.get_secret_value()], env=env)
+        ctx.warn(f"warning that quotes {sub.password}")
+        raise TaskFailed(f"login with {sub.token.get_secret_value()} refused")
+
+
+def _leaks(data_dir: Path, secrets: list[str]) -> list[str]:
+    hits = []
+    for p in sorted(data_dir.rglob("*")):
+        if p.is_file():
+            raw = p.read_bytes()
+            hits += [f"{s} in {p.name}" for s in secrets if s.encode() in raw]
+    return hits
+
+
+def test_redact_and_secret_values() -> None:
+    sub = SecretSub(token=SecretStr(TOKEN), password=PASSWORD, nested={"k": SecretStr(NESTED)})
+    assert redact(sub) == {"token": REDACTED, "password": REDACTED, "nested": {"k": REDACTED}, "plain": "visible"}
+    assert sorted(secret_values(sub)) == sorted(ALL)
+
+
+def test_secrets_never_stored(data_dir: Path) -> None:
+    texts: list[str] = []
+
+    async def scenario(engine: TaskEngine) -> None:
+        engine.register(SecretOp())
+
+        def on(ev: Event) -> None:
+            if isinstance(ev, OutputAppended):
+                texts.append(ev.text)
+            elif isinstance(ev, TaskChanged):
+                texts.append(f"{ev.task.error} {ev.task.warnings}")
+
+        engine.subscribe(on)
+        sub = SecretSub(token=SecretStr(TOKEN), password=PASSWORD, nested={"k": SecretStr(NESTED)})
+        t = await engine.wait(await engine.submit("test_secret", sub))
+        assert t.state == TaskState.FAILED
+        assert t.error == "login with *** refused"
+        assert t.warnings == ["warning that quotes ***"]
+        [p] = engine.store.processes(t.id)
+        assert p.argv[-1] == "***"
+        assert p.stdout_size > 700_000  # sizes count the redacted bytes
+        out = Path(p.stdout_path or "").read_bytes()
+        assert b"A=***\nB=***\nC=***\n" in out
+        assert out.count(b"***x") > 180_000
+        # keep the WAL: read the bytes while the store is still open
+        assert _leaks(data_dir, ALL) == []
+        await asyncio.sleep(0)
+
+    run_engine(data_dir, scenario)
+    assert _leaks(data_dir, ALL) == []
+    joined = "".join(texts)
+    assert "A=***" in joined and not any(s in joined for s in ALL)
+
+
+def test_cli_secret_env_never_stored(data_dir: Path) -> None:
+    secret = "cli-s3cr3t-9d8e7f"
+    api = "api-0a1b2c3d4e"
+    env = cli_env(data_dir, MYSEC=secret)
+    res = nixdeck(
+        data_dir, "run", "--secret-env", "MYSEC", "--env", f"API_TOKEN={api}", "--env", "PLAIN=ok", "--",
+        "sh", "-c", 'echo "out $MYSEC"; echo "err $MYSEC" >&2; test "$API_TOKEN" = "$1"', "sh", api, env=env,
+    )
+    assert res.returncode == 0, res.stderr
+    assert secret not in res.stdout + res.stderr
+    assert "out ***" in res.stdout and "err ***" in res.stderr
+    hits = _leaks(data_dir, [secret])
+    assert hits == []
+    # API_TOKEN is not declared secret: it is redacted by its name in the stored env and submission
+    show = nixdeck(data_dir, "tasks", "show", "1", "--json", env=env)
+    assert api not in show.stdout.split('"argv"')[0]
+    import json
+
+    d = json.loads(show.stdout)
+    assert d["task"]["submission"]["env"] == {"API_TOKEN": REDACTED, "PLAIN": "ok"}
+    assert d["task"]["submission"]["secret_env"] == {"MYSEC": REDACTED}
+    assert d["processes"][0]["env"] == {"API_TOKEN": REDACTED, "MYSEC": REDACTED, "PLAIN": "ok"}
+    rerun = nixdeck(data_dir, "tasks", "rerun", "1", env=env)
+    assert rerun.returncode == 1 and "secrets" in rerun.stderr
+    assert os.environ.get("MYSEC") is None
