@@ -33,7 +33,7 @@ def test_run_list_show_json(data_dir: Path) -> None:
     assert cli_json(nixdeck(data_dir, "tasks", "list", "--json", "--kind", "build_device")) == []
 
     show = cli_json(nixdeck(data_dir, "tasks", "show", "1", "--json"))
-    assert set(show) == {"task", "children", "jobs", "processes", "messages"}
+    assert set(show) == {"task", "children", "reruns", "jobs", "processes", "messages"}
     assert show["task"]["id"] == 1 and show["task"]["result"] == {"exit_code": 0}
     assert show["task"]["submission"]["argv"] == ["sh", "-c", "echo hello; echo oops >&2"]
     [p] = show["processes"]

@@ -91,6 +91,7 @@ def details(store: TaskStore, task_id: int, lines: int = 20) -> dict[str, Any]:
             "attempt": t.attempt, "max_attempts": t.max_attempts, "submission": t.submission,
         },
         "children": [c.summary_json() for c in store.children(task_id)],
+        "reruns": [r.summary_json() for r in store.reruns(task_id)],
         "jobs": [{"name": j.name, "state": j.state.value, "steps": [s.model_dump(mode="json") for s in j.steps]}
                  for j in store.jobs(task_id)],
         "processes": procs,
@@ -125,6 +126,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         w(f"  {k}: {v}\n")
     if d["children"]:
         w("Children:\n" + "".join(f"  {c['id']:>6} {c['state']:<24} {c['title']}\n" for c in d["children"]))
+    if d["reruns"]:
+        w("Re-runs:\n" + "".join(f"  {c['id']:>6} {c['state']:<24} {c['title']}\n" for c in d["reruns"]))
     for j in d["jobs"]:
         w(f"Job {j['name']} [{j['state']}]\n")
         for s in j["steps"]:

@@ -251,6 +251,11 @@ class TaskStore:
     def children(self, task_id: int) -> list[TaskRecord]:
         return self.list_tasks(parent_id=task_id, newest_first=False)
 
+    def reruns(self, task_id: int) -> list[TaskRecord]:
+        """Tasks re-run from this one (their origin_id is its id), oldest first."""
+        rows = self._conn.execute("SELECT * FROM tasks WHERE origin_id = ? ORDER BY id", (task_id,))
+        return [self._row_to_task(r) for r in rows]
+
     def child_counts(self, ids: Sequence[int]) -> dict[int, int]:
         """How many children each of these tasks has (for lazy tree views)."""
         if not ids:
