@@ -16,28 +16,64 @@ from collections.abc import Sequence
 from nixdeck import __version__
 from nixdeck.core.errors import NixDeckError
 
+# Which clicmds module registers each top-level command: only that module is imported for a run,
+# so `nixdeck tasks list` does not pay for importing asyncssh. tests/test_cli_commands.py keeps
+# this table in step with what the modules register.
+COMMAND_MODULES = {
+    "build": "nix",
+    "demo": "demo",
+    "deploy": "deploy",
+    "flake": "nix",
+    "gui": "gui",
+    "image": "nix",
+    "parse-log": "nixlog",
+    "project": "project",
+    "run": "run",
+    "ssh": "ssh",
+    "tasks": "tasks",
+    "vm": "nix",
+}
 
-def build_parser() -> argparse.ArgumentParser:
-    import nixdeck.clicmds as pkg
 
-    parser = argparse.ArgumentParser(prog="nixdeck", description="Build and deploy a fleet of NixOS devices.")
-    parser.add_argument("--version", action="version", version=f"nixdeck {__version__}")
+def _global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="history and logs (default: NIXDECK_DATA_DIR or the user data dir)")
     parser.add_argument("--author", help="record tasks as this author: your OS user (default), scheduler or automation")
     parser.add_argument("-v", "--verbose", action="store_true")
+
+
+def command_modules() -> list[str]:
+    """Every clicmds module that may register commands."""
+    import nixdeck.clicmds as pkg
+
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name != "common")
+
+
+def build_parser(command: str | None = None, *, commands: bool = True) -> argparse.ArgumentParser:
+    """The argument parser; with a known `command`, only the module that registers it is imported."""
+    parser = argparse.ArgumentParser(prog="nixdeck", description="Build and deploy a fleet of NixOS devices.")
+    parser.add_argument("--version", action="version", version=f"nixdeck {__version__}")
+    _global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if info.name == "common":
-            continue
-        mod = importlib.import_module(f"{pkg.__name__}.{info.name}")
+    names = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else command_modules() if commands else []
+    for name in names:
+        mod = importlib.import_module(f"nixdeck.clicmds.{name}")
         reg = getattr(mod, "register", None)
         if reg is not None:
             reg(sub)
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    pre = argparse.ArgumentParser(add_help=False)
+    _global_options(pre)
+    _, rest = pre.parse_known_args(list(argv))
+    return rest[0] if rest and not rest[0].startswith("-") else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_of(argv)
+    parser = build_parser(command, commands=command is not None or "--version" not in argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.data_dir:
