@@ -9,6 +9,7 @@ from pathlib import Path
 from engine_helpers import (
     SPAWN_TREE,
     ParentSub,
+    QuickOp,
     QuickParentSub,
     QuickSub,
     ScriptSub,
@@ -22,6 +23,7 @@ from engine_helpers import (
 from nixdeck.core.tasks.engine import TaskEngine, derive_parent_state
 from nixdeck.core.tasks.events import Event, TaskChanged
 from nixdeck.core.tasks.model import TaskState
+from nixdeck.core.tasks.store import TaskStore
 
 S = TaskState
 
@@ -226,3 +228,20 @@ def test_engine_close_interrupts_nothing_left(data_dir: Path) -> None:
     assert store.active_tasks() == []
     assert all(store.get(i).state == S.CANCELED for i in ids)
     store.close()
+
+
+def test_cancel_right_after_submit_ends_canceled_with_reason(tmp_path: Path) -> None:
+    """A task canceled before its driver ever ran still ends canceled (never stuck pending)."""
+
+    async def scenario() -> None:
+        store = TaskStore(tmp_path / "d")
+        engine = TaskEngine(store)
+        engine.register(QuickOp())
+        tid = await engine.submit(QuickOp.kind, QuickSub(delay=5))
+        assert await engine.cancel(tid, reason="halted by the rollout")
+        t = await asyncio.wait_for(engine.wait(tid), 10)
+        assert t.state == TaskState.CANCELED
+        assert t.error == "halted by the rollout"
+        await engine.close()
+
+    asyncio.run(scenario())

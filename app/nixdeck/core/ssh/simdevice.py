@@ -3,8 +3,9 @@
 Used by the tests and by the demo so that deploys run against real sshd and real Nix. As root,
 device N is ``sshd`` on ``127.0.0.N:22`` inside its own mount and PID namespace
 (``unshare --mount --pid --fork --mount-proc``) with the device dir's ``nix/`` bound over
-``/nix`` and ``run/`` over ``/run``: ``nix copy`` really transfers, switching acts only on that
-device, and stopping the namespace's init (sshd) makes the kernel kill whatever the device's
+``/nix``, ``run/`` over ``/run`` and ``sim-state/`` over ``/var/lib/nixdeck-sim`` (where the fixture
+fleet's fake switch-to-configuration keeps its records): ``nix copy`` really transfers, switching
+acts only on that device, and stopping the namespace's init (sshd) makes the kernel kill whatever the device's
 commands left behind. Without root there is no isolation (``SimDevice.isolated`` is False):
 devices listen on high ports of 127.0.0.1 and share the host's store.
 """
@@ -31,6 +32,7 @@ from nixdeck.core.ssh.knownhosts import KnownHosts
 from nixdeck.core.ssh.options import SshTarget
 
 SSHD = "/usr/sbin/sshd"
+SIM_STATE = "/var/lib/nixdeck-sim"
 HIGH_PORT_BASE = 22000
 
 NIX_CONF = """\
@@ -132,6 +134,9 @@ class SimDevice:
         self.client_pubkey = client_pubkey
         self.user = "root" if isolated else _current_user()
         self.process: subprocess.Popen[bytes] | None = None
+        #: Extra environment of every session (sshd ``SetEnv``), e.g. ``NIXDECK_SIM_FAIL_UNITS``;
+        #: takes effect at the next start.
+        self.env: dict[str, str] = {}
         self._pid_ns: str | None = None
         self._lock_fd: int | None = None
 
@@ -145,6 +150,11 @@ class SimDevice:
     def run_dir(self) -> Path:
         """The host path of the device's ``/run`` (isolated devices only)."""
         return self.dir / "run"
+
+    @property
+    def sim_state_dir(self) -> Path:
+        """The host path of the device's ``/var/lib/nixdeck-sim`` (isolated devices only)."""
+        return self.dir / "sim-state"
 
     @property
     def nix_conf_dir(self) -> Path:
@@ -164,7 +174,7 @@ class SimDevice:
 
     def path_on_device(self, device_path: str) -> Path:
         """Host path of a file the device sees at ``device_path`` (under /nix or /run)."""
-        for mount, local in (("/nix", self.nix_dir), ("/run", self.run_dir)):
+        for mount, local in (("/nix", self.nix_dir), ("/run", self.run_dir), (SIM_STATE, self.sim_state_dir)):
             if self.isolated and (device_path == mount or device_path.startswith(mount + "/")):
                 return local / device_path[len(mount) + 1 :]
         return Path(device_path)
@@ -175,7 +185,7 @@ class SimDevice:
             for reserved in ("/run", "/nix"):
                 if self.dir.resolve().is_relative_to(reserved):
                     raise SimDeviceError(f"device dir {self.dir} must not be under {reserved}")
-        for sub in (self.nix_dir, self.run_dir / "sshd", self.nix_conf_dir, self.dir / "cache"):
+        for sub in (self.nix_dir, self.run_dir / "sshd", self.nix_conf_dir, self.dir / "cache", self.sim_state_dir):
             sub.mkdir(parents=True, exist_ok=True)
         os.chmod(self.run_dir / "sshd", 0o755)
         if not self.host_key_path.exists():
@@ -189,6 +199,9 @@ class SimDevice:
 
     def sshd_config(self) -> str:
         env = [f"NIX_CONF_DIR={self.nix_conf_dir}", f"XDG_CACHE_HOME={self.dir / 'cache'}"]
+        if not self.isolated:
+            env.append(f"NIXDECK_SIM_ROOT={self.dir / 'sim-root'}")  # no own /run: act under the device dir
+        env += [f"{k}={v}" for k, v in self.env.items()]
         return "\n".join(
             [
                 f"ListenAddress {self.host}:{self.port}",
@@ -206,6 +219,7 @@ class SimDevice:
                 "X11Forwarding no",
                 "MaxStartups 100",
                 "MaxSessions 50",
+                "Subsystem sftp internal-sftp",  # as on NixOS (services.openssh.allowSFTP)
                 "SetEnv " + " ".join(_quote(e) for e in env),
                 "",
             ]
@@ -236,7 +250,11 @@ class SimDevice:
                 Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privsep dir, as root
             return argv
         Path("/nix").mkdir(exist_ok=True)  # mount point; Debian's nix lives in /usr/bin
-        script = 'mount --bind "$1/nix" /nix && mount --bind "$1/run" /run && shift && exec "$@"'
+        Path(SIM_STATE).mkdir(parents=True, exist_ok=True)  # mount point, stays empty on the host
+        script = (
+            'mount --bind "$1/nix" /nix && mount --bind "$1/run" /run && '
+            f'mount --bind "$1/sim-state" {SIM_STATE} && shift && exec "$@"'
+        )
         return [
             "unshare", "--mount", "--propagation", "private", "--pid", "--fork",
             "--kill-child=SIGKILL", "--mount-proc", "--", "/bin/sh", "-c", script, "sh",

@@ -131,6 +131,8 @@ class TaskEngine:
         self._live: dict[int, TaskRecord] = {}
         self._originals: dict[int, Submission] = {}
         self._cancel_requested: set[int] = set()
+        self._cancel_reasons: dict[int, str] = {}
+        self._started: set[int] = set()
         self._last_progress_write: dict[int, float] = {}
         self._identity = own_identity()
         self._poller: asyncio.Task[None] | None = None
@@ -282,7 +284,10 @@ class TaskEngine:
         final: TaskState = TaskState.FAILED
         error: str | None = None
         ctx: TaskContext | None = None
+        self._started.add(task_id)
         try:
+            if task_id in self._cancel_requested:  # canceled before its driver ever ran
+                raise asyncio.CancelledError
             if op.locks_devices and task.devices:
                 await self._locks.acquire(task.devices)
                 locked = list(task.devices)
@@ -299,7 +304,7 @@ class TaskEngine:
                 if final not in FAILED_STATES or final == TaskState.TIMED_OUT or attempt >= t.max_attempts:
                     break
                 if task_id in self._cancel_requested:
-                    final, error = TaskState.CANCELED, "canceled"
+                    final, error = TaskState.CANCELED, self._cancel_reason(task_id)
                     break
                 delay = self.retry_delay * (2 ** (attempt - 1))
                 self._changed(task_id, state=TaskState.BACKED_OFF, error=error,
@@ -308,7 +313,7 @@ class TaskEngine:
                 attempt += 1
         except asyncio.CancelledError:
             final = TaskState.CANCELED if task_id in self._cancel_requested else TaskState.INTERRUPTED
-            error = "canceled" if final == TaskState.CANCELED else "NixDeck was closing while the task waited"
+            error = self._cancel_reason(task_id) if final == TaskState.CANCELED else "NixDeck was closing while the task waited"
         except Exception as e:  # noqa: BLE001 - a scheduling error ends the task, never the app
             log.exception("task %s failed in the engine", task_id)
             final, error = TaskState.FAILED, f"internal error: {e}"
@@ -341,6 +346,8 @@ class TaskEngine:
         self._drivers.pop(task_id, None)
         self._live.pop(task_id, None)
         self._cancel_requested.discard(task_id)
+        self._cancel_reasons.pop(task_id, None)
+        self._started.discard(task_id)
         self._last_progress_write.pop(task_id, None)
 
     async def _attempt(self, op: Operation, ctx: TaskContext, timeout: float | None) -> tuple[TaskState, str | None]:
@@ -356,7 +363,7 @@ class TaskEngine:
             return TaskState.FAILED, f"timed out: {e}" if str(e) else "an operation step timed out"
         except asyncio.CancelledError:
             if task_id in self._cancel_requested:
-                return TaskState.CANCELED, "canceled"
+                return TaskState.CANCELED, self._cancel_reason(task_id)
             raise
         except UserError as e:
             if ctx.forced:
@@ -413,8 +420,11 @@ class TaskEngine:
                 return self.store.get(task_id)
             await asyncio.sleep(0.2)
 
-    async def cancel(self, task_id: int) -> bool:
-        """Cancel a task and its children. False when it had already ended."""
+    def _cancel_reason(self, task_id: int) -> str:
+        return self._cancel_reasons.get(task_id, "canceled")
+
+    async def cancel(self, task_id: int, reason: str | None = None) -> bool:
+        """Cancel a task and its children; `reason` becomes their error. False when it had already ended."""
         t = self.live(task_id)
         if t.state.terminal:
             return False
@@ -432,12 +442,17 @@ class TaskEngine:
         if task_id in self._cancel_requested:
             return True  # already on its way out: a second driver.cancel() would only disturb its cleanup
         self._cancel_requested.add(task_id)
+        if reason:
+            self._cancel_reasons[task_id] = reason
         if t.state in (TaskState.RUNNING, TaskState.BACKED_OFF):
             self._changed(task_id, state=TaskState.CANCELING, cancel_requested=True)
         for k in self.store.children(task_id):
             if not k.state.terminal:
-                await self.cancel(k.id)
-        driver.cancel()
+                await self.cancel(k.id, reason)
+        if task_id in self._started:
+            driver.cancel()
+        # else: the driver sees the request as soon as it starts (cancelling a coroutine that never
+        # started would skip its bookkeeping and leave the task pending for ever)
         return True
 
     def submission_for(self, task_id: int) -> Submission:

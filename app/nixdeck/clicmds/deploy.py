@@ -1,0 +1,67 @@
+"""`nixdeck deploy [DEVICE…] [--tag T…] [--limit N] [--action A] [--waves 1,10%,100%]
+[--max-failures K] [--force]`: a fleet deploy (one Deploy to Device child per device)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from nixdeck.clicmds.common import EXIT_USAGE, run_tasks_live
+from nixdeck.clicmds.ssh import select_devices
+from nixdeck.core.ops.activation import has_confirm, no_confirm_reason
+from nixdeck.core.ops.deploy_fleet import DeployDevicesSubmission
+from nixdeck.core.project import Project, ProjectError
+from nixdeck.core.tasks.engine import TaskEngine
+from nixdeck.core.tasks.errors import UserError
+from nixdeck.core.tasks.model import TaskKind
+
+ACTIONS = ("switch", "boot", "test", "dry-activate")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("deploy", help="build and deploy devices (all of them when none is named)")
+    p.add_argument("devices", nargs="*", metavar="DEVICE")
+    p.add_argument("--project", default=".", help="the project directory (default: here)")
+    p.add_argument("--tag", action="append", default=[], metavar="T", help="deploy the devices with this tag")
+    p.add_argument("--limit", type=int, default=10, help="devices deployed at a time (default 10)")
+    p.add_argument("--action", choices=ACTIONS, help="switch-to-configuration action (default: each device's)")
+    p.add_argument("--waves", help="cumulative wave sizes, e.g. 1,10%%,100%%: each wave must end before the next")
+    p.add_argument("--max-failures", type=int, metavar="K",
+                   help="halt the rollout once more than K devices failed (default with --waves: 0)")
+    p.add_argument("--force", action="store_true", help="treat user errors (unreachable device...) as warnings")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_deploy)
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    everything = not args.devices and not args.tag
+    try:
+        project = Project.open(Path(args.project), discover_devices=everything)
+    except ProjectError as e:
+        raise UserError(f"cannot open the project {args.project}: {e}") from None
+    chosen = [d.name for d in project.devices] if everything else select_devices(project, args.devices, args.tag)
+    if not chosen:
+        print("nixdeck deploy: the project has no devices", file=sys.stderr)
+        return EXIT_USAGE
+    waves = [w.strip() for w in args.waves.split(",") if w.strip()] if args.waves else []
+    try:
+        sub = DeployDevicesSubmission(
+            project_dir=str(project.path), devices=chosen, action=args.action, limit=args.limit, waves=waves,
+            max_failures=args.max_failures,
+        )  # fmt: skip
+    except ValidationError as e:
+        msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}" for err in e.errors())
+        print(f"nixdeck deploy: {msgs}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.action and not has_confirm(args.action):
+        print(f"nixdeck deploy: {no_confirm_reason(args.action)}", file=sys.stderr)
+
+    async def submit(engine: TaskEngine) -> list[int]:
+        return [await engine.submit(TaskKind.DEPLOY_DEVICES.value, sub, forced=args.force, project=str(project.path))]
+
+    return asyncio.run(run_tasks_live(args, submit, show_output=False))

@@ -1,0 +1,309 @@
+"""Deploy to Device: build toplevel → copy the closure → activate → confirm (DESIGN §4).
+
+Run alone it builds its own toplevel; under Deploy Devices the parent has built every device in one
+Nix invocation and hands the store path over. The copy runs Nix's own ``nix copy --to ssh-ng://``
+with NixDeck's ssh options (strict host keys against NixDeck's known_hosts); activation and confirm
+go over asyncssh (see `activation`). The device's last log lines are kept in the result, so the fleet
+parent can show them for every failed device.
+
+Unsigned paths: ``nix copy`` to an ``ssh-ng://`` store refuses paths that carry no signature the
+device trusts. Two ways out, chosen per project (``[project]`` in nixdeck.toml):
+
+* ``signing_key = "path/to/secret-key"`` (the safe one): NixDeck signs the closure with
+  ``nix store sign`` before copying, and the device lists the matching public key in
+  ``trusted-public-keys``. The device then accepts only paths signed by that key.
+* ``no_check_sigs = true``: pass ``--no-check-sigs``. The device takes whatever the deploying user
+  sends; that is only as safe as the SSH login itself (anyone who can log in as root can already do
+  anything), but it also means the store holds paths no key vouches for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from nixdeck.core.nix.commands import BuildSettings, NixCommands
+from nixdeck.core.nix.messages import strip_ansi
+from nixdeck.core.ops import activation
+from nixdeck.core.ops.nixrun import (
+    NixBuildFailed,
+    NixRun,
+    NixUserError,
+    build_attrs,
+    find_nix_cached,
+    run_nix,
+)
+from nixdeck.core.ops.remote import (
+    LOG_TAIL,
+    connect,
+    device_settings,
+    device_target,
+    known_hosts,
+    open_project,
+)
+from nixdeck.core.project import Project, attr_path
+from nixdeck.core.project.inventory import Action
+from nixdeck.core.ssh.diagnose import explain_ssh_stderr
+from nixdeck.core.ssh.options import SshTarget, nix_ssh_options
+from nixdeck.core.ssh.session import SshSession
+from nixdeck.core.tasks.context import TaskContext
+from nixdeck.core.tasks.errors import TaskFailed, UserError
+from nixdeck.core.tasks.model import TaskKind
+from nixdeck.core.tasks.operation import Operation
+from nixdeck.core.tasks.submission import Submission
+
+JOB = "deploy"
+STEPS = ("build", "copy", "activate", "confirm")
+
+#: Fleet deploys (by task id) that halted, with the reason: their children not yet started end canceled.
+HALTED_ROLLOUTS: dict[int, str] = {}
+
+
+class DeployDeviceSubmission(Submission):
+    """One device. ``store_path`` is set when a parent already built it; ``action`` None: the device's."""
+
+    project_dir: str
+    device: str = Field(min_length=1)
+    action: Action | None = None
+    store_path: str | None = None
+    built_by: int | None = None
+
+
+def build_settings(project: Project) -> BuildSettings:
+    p = project.inventory.project
+    return BuildSettings(builders=p.builders, builders_use_substitutes=p.builders_use_substitutes, max_jobs=p.max_jobs)
+
+
+def _run_tail(run: NixRun | None, n: int = LOG_TAIL) -> list[str]:
+    """The last lines a person needs from a failed Nix call: failed builds' logs, then the errors."""
+    if run is None:
+        return []
+    lines: list[str] = []
+    for d in run.parser.derivations.values():
+        if d.state == "failed":
+            lines += d.last_lines(n)
+    lines += list(run.parser.stderr_lines)[-n:]
+    lines += [strip_ansi(e.text or e.message) for e in run.errors]
+    return [ln for text in lines for ln in text.splitlines()][-n:]
+
+
+async def copy_closure(
+    ctx: TaskContext,
+    project: Project,
+    target: SshTarget,
+    path: str,
+    *,
+    substitute: bool,
+    tail: collections.deque[str],
+) -> None:
+    """``nix copy --to ssh-ng://…`` (signing it first when the project has a key); human errors."""
+    settings = project.inventory.project
+    nix_path, version = await find_nix_cached()
+    cmds = NixCommands(version, nix_path)
+    hosts = known_hosts(ctx)
+    options = nix_ssh_options(target, hosts.path, Path(ctx.engine.store.data_dir))
+    if settings.signing_key and not settings.no_check_sigs:
+        key = Path(settings.signing_key).expanduser()
+        key = key if key.is_absolute() else project.path / key
+        if not key.is_file():
+            raise UserError(f"the project's signing key {key} does not exist (setting project.signing_key)")
+        sign = await run_nix(ctx, cmds.store_sign(str(key), [path]), job=JOB, step="copy", check=False)
+        if not sign.ok:
+            tail.extend(_run_tail(sign))
+            raise TaskFailed(f"signing the closure with {key} failed: {sign.first_error() or 'nix store sign failed'}")
+    cmd = cmds.copy_to(
+        target.store_uri(), [path], no_check_sigs=bool(settings.no_check_sigs), substitute_on_destination=substitute
+    )
+    run = await run_nix(ctx, cmd, env=options.env(), job=JOB, step="copy", check=False)
+    if run.ok:
+        return
+    tail.extend(_run_tail(run))
+    text = "\n".join([*run.parser.stderr_lines, *(strip_ansi(e.text or e.message) for e in run.errors)])
+    ssh = explain_ssh_stderr(text, target, hosts)
+    if ssh is not None:
+        raise UserError(f"copying the closure to {target.display_name} failed: {ssh}")
+    if "lacks a valid signature" in text or "lacks a signature" in text:
+        raise UserError(
+            f"{target.display_name} refused the closure: its paths are not signed by a key the device trusts. "
+            "Set the project setting signing_key=PATH (and add its public key to the device's "
+            "trusted-public-keys) or allow unsigned copies with the project setting no_check_sigs=true."
+        )
+    first = run.first_error() or f"nix copy exited with code {run.exit_code}"
+    raise TaskFailed(
+        f"copying the closure to {target.display_name} failed or was interrupted: {first}. Nothing was "
+        "activated; paths already copied are kept, so a rerun continues where this one stopped."
+    )
+
+
+async def copy_and_connect(
+    ctx: TaskContext,
+    project: Project,
+    target: SshTarget,
+    path: str,
+    *,
+    substitute: bool,
+    tail: collections.deque[str],
+) -> SshSession:
+    """Copy the closure while the activation connection opens beside it (both check the host key
+    against the same known_hosts, so a refused key stops both and nothing is copied). When both
+    fail, asyncssh's reason wins: it names both fingerprints of a changed key."""
+    connecting = asyncio.create_task(connect(ctx, target))
+    try:
+        await copy_closure(ctx, project, target, path, substitute=substitute, tail=tail)
+    except BaseException as copy_error:
+        if isinstance(copy_error, TaskFailed):
+            try:
+                session = await connecting
+            except TaskFailed as e:
+                tail.append(f"error: {e}")
+                raise e from None
+            await asyncio.shield(session.close())
+            raise
+        connecting.cancel()
+        try:
+            session = await asyncio.shield(connecting)
+        except BaseException:  # noqa: BLE001 - canceled or failed: nothing to close
+            pass
+        else:
+            await asyncio.shield(session.close())
+        raise
+    return await connecting
+
+
+async def build_one(ctx: TaskContext, project: Project, device: str, tail: collections.deque[str]) -> str:
+    try:
+        built = await build_attrs(
+            ctx, project.path, {device: attr_path(device)}, job=JOB, step="build", settings=build_settings(project)
+        )
+    except (NixUserError, NixBuildFailed) as e:
+        tail.extend(_run_tail(e.run))
+        raise
+    return built[device]
+
+
+class DeployDevice(Operation):
+    """One device's deploy; holds the device's lock so two deploys never meet on one device."""
+
+    kind = TaskKind.DEPLOY_DEVICE.value
+    submission_type = DeployDeviceSubmission
+    default_timeout = 3600.0
+    uses_slot = False  # network-bound; a fleet deploy bounds its children with its own --limit
+    locks_devices = True
+
+    def title(self, submission: Submission) -> str:
+        assert isinstance(submission, DeployDeviceSubmission)
+        what = f" ({submission.action})" if submission.action else ""
+        return f"Deploy to {submission.device}{what}"
+
+    def devices(self, submission: Submission) -> list[str]:
+        assert isinstance(submission, DeployDeviceSubmission)
+        return [submission.device]
+
+    async def run(self, ctx: TaskContext) -> None:
+        sub = ctx.submission
+        assert isinstance(sub, DeployDeviceSubmission)
+        tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL)
+        result: dict[str, Any] = {"device": sub.device}
+        halted = HALTED_ROLLOUTS.get(ctx.task.parent_id or 0)
+        if halted is not None:
+            # the fleet deploy stopped before this device's turn: end canceled, having done nothing
+            ctx.plan(JOB, STEPS)
+            ctx.skip_remaining(JOB, f"not started: {halted}")
+            result["outcome"] = "not started"
+            tail.append(f"not started: {halted}")
+            ctx.set_result(**result, log=list(tail))
+            await ctx.engine.cancel(ctx.task_id)
+            await asyncio.sleep(0)  # the cancel lands here
+            return
+        try:
+            await self._deploy(ctx, sub, tail, result)
+        except BaseException as e:
+            if isinstance(e, TaskFailed):
+                tail.append(f"error: {e}")
+            elif isinstance(e, asyncio.CancelledError):
+                tail.append("canceled")
+            ctx.skip_remaining(JOB, "canceled" if isinstance(e, asyncio.CancelledError) else "not run: an earlier step failed")
+            raise
+        finally:
+            ctx.set_result(**result, log=list(tail))
+
+    async def _deploy(
+        self, ctx: TaskContext, sub: DeployDeviceSubmission, tail: collections.deque[str], result: dict[str, Any]
+    ) -> None:
+        ctx.plan(JOB, STEPS)
+        project = await open_project(sub.project_dir)
+        try:
+            settings = device_settings(project, sub.device)
+            target = device_target(project, sub.device)
+        except UserError as e:
+            ctx.skip_remaining(JOB, f"not started: {e}")
+            raise
+        action = sub.action or settings.action
+        confirm_on = activation.has_confirm(action) and settings.confirm
+        result["action"] = action
+
+        def phase(text: str, fraction: float) -> None:
+            ctx.progress(fraction, f"{sub.device}: {text}")
+            tail.append(f"[{sub.device}] {text}")
+
+        async with ctx.step("build", job=JOB) as step:
+            if sub.store_path:
+                step.detail(f"built by task {sub.built_by}" if sub.built_by else "built before this task")
+                path = sub.store_path
+            else:
+                phase("building", 0.05)
+                path = await build_one(ctx, project, sub.device, tail)
+                step.detail(path)
+        result["store_path"] = path
+
+        session: SshSession | None = None
+        try:
+            async with ctx.step("copy", job=JOB, detail=f"to {target.store_uri()}"):
+                phase(f"copying {path} to {target.label}", 0.3)
+                session = await copy_and_connect(
+                    ctx, project, target, path, substitute=settings.substitute_on_destination, tail=tail
+                )
+            async with ctx.step("activate", job=JOB, detail=action) as step:
+                phase(f"activating ({action})", 0.7)
+                before, outcome = await activation.activate(ctx, session, path, action, job=JOB, tail=tail)
+                result["previous_system"] = before.current
+                if outcome.exit_code == activation.SWITCH_UNITS_FAILED:
+                    units = ", ".join(outcome.failed_units) or "(unnamed)"
+                    result["failed_units"] = outcome.failed_units
+                    step.detail(f"{action}: some units failed: {units}")
+                    step.warn(f"{sub.device}: {action} succeeded but some units failed: {units}")
+            if not confirm_on:
+                async with ctx.step("confirm", job=JOB, detail=f"skipped: {activation.no_confirm_reason(action)}"):
+                    pass
+                result["outcome"] = "activated"
+                phase(f"done ({activation.no_confirm_reason(action)})", 1.0)
+                return
+            async with ctx.step("confirm", job=JOB) as step:
+                window = float(settings.confirm_timeout)
+                phase(f"confirming on a new connection (within {window:g} s)", 0.9)
+                try:
+                    await activation.confirm(ctx, target, path, window)
+                except TaskFailed as e:
+                    reason = str(e)
+                    if not settings.rollback:
+                        result["outcome"] = "unconfirmed"
+                        raise TaskFailed(f"{reason}; rollback is off for this device (setting rollback=false)") from None
+                    phase("not confirmed: rolling back", 0.95)
+                    back = await activation.rollback(ctx, session, target, action, before, job=JOB, tail=tail)
+                    result["outcome"] = "rolled back" if back.startswith("rolled back") else "rollback failed"
+                    result["rollback"] = back
+                    step.detail(back)
+                    raise TaskFailed(f"{reason}; {back}") from None
+                step.detail(f"{sub.device} answers and runs {path}")
+            result["outcome"] = "confirmed"
+            phase("done", 1.0)
+        finally:
+            if session is not None:
+                await asyncio.shield(session.close())
+
+
+OPERATIONS: list[Operation] = [DeployDevice()]

@@ -1,0 +1,255 @@
+"""Deploy Devices: the fleet deploy parent (colmena-style).
+
+Builds every selected device in ONE Nix invocation, then runs one Deploy to Device child per device,
+at most ``limit`` at a time; one device's failure never stops the others. With ``waves``
+(``1,10%,100%``: cumulative device counts) a wave must end before the next starts, and the rollout
+halts once more than ``max_failures`` devices failed (default 0 with waves, unlimited without): the
+devices not started yet get children that end canceled with that reason. The result lists each
+device's outcome and, for every failed one, its last 20 log lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+
+from pydantic import Field, field_validator
+
+from nixdeck.core.nix.attrs import installable
+from nixdeck.core.nix.commands import NixCommands
+from nixdeck.core.ops.deploy_device import HALTED_ROLLOUTS, DeployDeviceSubmission, build_settings
+from nixdeck.core.ops.nixrun import PartialBuildError, build_attrs, find_nix_cached, run_nix
+from nixdeck.core.ops.remote import open_project
+from nixdeck.core.project import Project, UnknownDevice, attr_path
+from nixdeck.core.project.inventory import Action
+from nixdeck.core.tasks.context import TaskContext
+from nixdeck.core.tasks.errors import TaskFailed, UserError
+from nixdeck.core.tasks.events import TaskChanged
+from nixdeck.core.tasks.model import FAILED_STATES, TaskKind, TaskRecord, TaskState
+from nixdeck.core.tasks.operation import Operation
+from nixdeck.core.tasks.submission import Submission
+
+DEFAULT_LIMIT = 10
+_WAVE = re.compile(r"^(\d+)(%?)$")
+
+
+def parse_waves(spec: list[str], count: int) -> list[int]:
+    """Cumulative device counts per wave (``["1", "10%", "100%"]`` of 20 → [1, 2, 20]); the last
+    wave always reaches every device. Empty spec: one wave."""
+    marks: list[int] = []
+    for item in spec:
+        m = _WAVE.match(item.strip())
+        if m is None:
+            raise ValueError(f"wave {item!r} is not a count or a percentage (e.g. 1,10%,100%)")
+        n = int(m.group(1))
+        if m.group(2):
+            if not 0 < n <= 100:
+                raise ValueError(f"wave {item!r}: a percentage is 1%–100%")
+            n = math.ceil(count * n / 100)
+        elif n < 1:
+            raise ValueError(f"wave {item!r}: a wave has at least one device")
+        n = min(n, count)
+        if not marks or n > marks[-1]:
+            marks.append(n)
+    if not marks or marks[-1] < count:
+        marks.append(count)
+    return marks
+
+
+class DeployDevicesSubmission(Submission):
+    """The devices (tags are resolved to names when submitting), how, and how carefully."""
+
+    project_dir: str
+    devices: list[str] = Field(min_length=1)
+    action: Action | None = None
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1)
+    waves: list[str] = Field(default_factory=list)
+    max_failures: int | None = Field(default=None, ge=0)
+    store_paths: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("waves")
+    @classmethod
+    def _waves(cls, v: list[str]) -> list[str]:
+        parse_waves(v, 100)
+        return v
+
+    @field_validator("devices")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(v))
+
+
+def _has_target(project: Project, device: str) -> bool:
+    try:
+        return project.device(device).settings.host is not None
+    except UnknownDevice:
+        return False
+
+
+def _summary(record: TaskRecord) -> dict[str, object]:
+    r = record.result
+    out: dict[str, object] = {
+        "task": record.id, "state": record.state.value, "outcome": r.get("outcome"), "error": record.error,
+        "store_path": r.get("store_path"),
+    }  # fmt: skip
+    if r.get("failed_units"):
+        out["failed_units"] = r["failed_units"]
+    if record.state in FAILED_STATES:
+        out["log"] = list(r.get("log", []))[-20:]
+    return out
+
+
+async def _checked_mapping(ctx: TaskContext, project: Project, built: dict[str, str]) -> dict[str, str]:
+    """Which out path belongs to which device, from the evaluator itself.
+
+    Nix 2.8 prints ``nix build --json`` results sorted by derivation path, not in the order of the
+    installables, so a positional mapping can hand one device another's system. One cheap
+    evaluation (the build just filled the eval cache) names each device's toplevel out path."""
+    if len(built) < 2:
+        return built
+    nix_path, version = await find_nix_cached()
+    names = json.dumps(dict.fromkeys(built))
+    apply = (
+        f"cs: builtins.mapAttrs (n: _: cs.${{n}}.config.system.build.toplevel.outPath) "
+        f"(builtins.fromJSON ''{names}'')"
+    )
+    cmd = NixCommands(version, nix_path).eval_json(installable(str(project.path), "nixosConfigurations"), apply=apply)
+    run = await run_nix(ctx, cmd, job="build", step="build", source_root=project.path)
+    try:
+        evaluated = json.loads(run.stdout())
+    except ValueError:
+        raise TaskFailed("nix eval printed no JSON for the devices' toplevels") from None
+    if not isinstance(evaluated, dict) or set(evaluated) != set(built) or set(evaluated.values()) != set(built.values()):
+        raise TaskFailed("the built toplevels do not match what the devices evaluate to; build again")
+    return {str(k): str(v) for k, v in evaluated.items()}
+
+
+class DeployDevices(Operation):
+    kind = TaskKind.DEPLOY_DEVICES.value
+    submission_type = DeployDevicesSubmission
+    default_timeout = None  # the children have their own
+    uses_slot = False
+
+    def title(self, submission: Submission) -> str:
+        assert isinstance(submission, DeployDevicesSubmission)
+        n = len(submission.devices)
+        names = ", ".join(submission.devices[:3]) + (f" +{n - 3}" if n > 3 else "")
+        what = f" ({submission.action})" if submission.action else ""
+        return f"Deploy {names}{what}"
+
+    def devices(self, submission: Submission) -> list[str]:
+        assert isinstance(submission, DeployDevicesSubmission)
+        return list(submission.devices)
+
+    def rerun_failed(self, submission: Submission, failed_children: list[TaskRecord]) -> Submission:
+        assert isinstance(submission, DeployDevicesSubmission)
+        devices = [d for k in failed_children for d in k.devices]
+        if not devices:
+            raise UserError("no failed or canceled devices to deploy again")
+        # built again: the flake may have been fixed since
+        return submission.model_copy(update={"devices": devices, "store_paths": {}})
+
+    async def run(self, ctx: TaskContext) -> None:
+        sub = ctx.submission
+        assert isinstance(sub, DeployDevicesSubmission)
+        project = await open_project(sub.project_dir)
+        marks = parse_waves(sub.waves, len(sub.devices))
+        waves = [sub.devices[a:b] for a, b in zip([0, *marks], marks, strict=False)]
+        ctx.plan("build", ["build"])
+        ctx.plan("rollout", [f"wave {i + 1}" for i in range(len(waves))])
+        paths = await self._build(ctx, project, sub)
+        max_failures = sub.max_failures if sub.max_failures is not None else (0 if sub.waves else None)
+        records: dict[str, TaskRecord] = {}
+        failures = 0
+        halted: str | None = None
+        gate = asyncio.Semaphore(sub.limit)
+        try:
+            for index, wave in enumerate(waves):
+                if halted is not None:
+                    break
+                async with ctx.step(f"wave {index + 1}", job="rollout") as step:
+
+                    async def one(device: str) -> None:
+                        nonlocal failures, halted
+                        async with gate:
+                            if halted is not None:
+                                return
+                            child = DeployDeviceSubmission(
+                                project_dir=sub.project_dir, device=device, action=sub.action,
+                                store_path=paths.get(device), built_by=ctx.task_id if device in paths else None,
+                            )  # fmt: skip
+                            cid = await ctx.submit_child(TaskKind.DEPLOY_DEVICE.value, child)
+                            (record,) = await ctx.wait_children([cid])
+                        records[device] = record
+                        if not record.state.ok:
+                            failures += 1
+                            if max_failures is not None and failures > max_failures and halted is None:
+                                halted = (
+                                    f"the rollout halted after {failures} failed device(s) "
+                                    f"(more than --max-failures {max_failures})"
+                                )
+                                HALTED_ROLLOUTS[ctx.task_id] = halted
+                        ctx.progress(len(records) / len(sub.devices), f"{len(records)} of {len(sub.devices)} devices done")
+
+                    await asyncio.gather(*(one(d) for d in wave))
+                    bad = sum(1 for d in wave if d in records and not records[d].state.ok)
+                    step.detail(f"{len(wave)} device(s), {bad} failed" + (f"; {halted}" if halted else ""))
+            if halted is not None:
+                HALTED_ROLLOUTS[ctx.task_id] = halted
+                for device in sub.devices:
+                    if device not in records:
+                        records[device] = await self._not_started(ctx, sub, device, halted)
+                ctx.skip_remaining("rollout", f"not started: {halted}")
+        finally:
+            HALTED_ROLLOUTS.pop(ctx.task_id, None)
+            ctx.set_result(
+                devices={d: _summary(records[d]) for d in sub.devices if d in records},
+                halted=halted,
+                built=len(paths),
+            )
+        if halted is not None:
+            raise TaskFailed(halted)
+
+    async def _build(self, ctx: TaskContext, project: Project, sub: DeployDevicesSubmission) -> dict[str, str]:
+        """Every device with a target in one `nix build`; those that fail build again in their child
+        (which then fails with its own error), so one broken device never blocks the others."""
+        paths = dict(sub.store_paths)
+        attrs = {d: attr_path(d) for d in sub.devices if d not in paths and _has_target(project, d)}
+        async with ctx.step("build", job="build") as step:
+            if not attrs:
+                step.detail("nothing to build here")
+                return paths
+            ctx.progress(0.0, f"building {len(attrs)} device(s)")
+            try:
+                built = await build_attrs(
+                    ctx, project.path, attrs, job="build", step="build", settings=build_settings(project)
+                )
+                paths.update(await _checked_mapping(ctx, project, built))
+                step.detail(f"built {len(attrs)} device(s) in one Nix invocation")
+            except PartialBuildError as e:
+                paths.update(e.built)
+                step.detail(f"{len(e.failed)} of {len(attrs)} failed to build: {', '.join(e.failed)}")
+                step.warn(str(e))
+            except TaskFailed as e:
+                step.detail(f"the combined build failed ({e}); each device builds in its own task")
+                step.warn(f"the combined build failed: {e}")
+        return paths
+
+    async def _not_started(
+        self, ctx: TaskContext, sub: DeployDevicesSubmission, device: str, reason: str
+    ) -> TaskRecord:
+        """A child that ends canceled, having done nothing, with the halt as its reason."""
+        child = DeployDeviceSubmission(project_dir=sub.project_dir, device=device, action=sub.action)
+        cid = await ctx.submit_child(TaskKind.DEPLOY_DEVICE.value, child)
+        (record,) = await ctx.wait_children([cid])
+        if record.state == TaskState.CANCELED:
+            store = ctx.engine.store
+            store.update_task(cid, error=f"canceled: {reason}")
+            record = store.get(cid)
+            ctx.engine.bus.emit(TaskChanged(record))
+        return record
+
+
+OPERATIONS: list[Operation] = [DeployDevices()]

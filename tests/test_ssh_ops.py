@@ -1,0 +1,133 @@
+"""Run SSH Command tasks and the `nixdeck ssh` CLI against real sshd devices."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nixdeck.cli import main
+from nixdeck.core.ops.ssh_command import SshCommandsSubmission
+from nixdeck.core.ssh.knownhosts import fingerprint
+from nixdeck.core.tasks.engine import TaskEngine
+from nixdeck.core.tasks.model import TaskKind, TaskRecord, TaskState
+from test_deploy_support import DeployWorld, children, fixture_worlds, wait_for  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.ssh]
+
+Worlds = Callable[..., DeployWorld]
+MANY = TaskKind.SSH_COMMANDS.value
+
+
+def test_ssh_run_on_several_devices_streams_output_and_records_exit_status(worlds: Worlds) -> None:
+    names = ["node1", "node2", "node3"]
+    world = worlds(names, nodes=names)
+    script = 'echo "out from $NIX_CONF_DIR"; echo "to stderr" >&2; [ "$1" != fail ] || exit 3'
+
+    async def scenario(engine: TaskEngine) -> tuple[TaskRecord, dict[str, TaskRecord], dict[str, str]]:
+        sub = SshCommandsSubmission(project_dir=world.project_dir, devices=names, argv=["sh", "-c", script, "sh", "ok"])
+        seen: list[str] = []
+        engine.subscribe(lambda ev: seen.append(getattr(ev, "text", "")))
+        pid = await engine.submit(MANY, sub)
+        parent = await engine.wait(pid)
+        kids = children(engine, pid)
+        outputs = {}
+        for name, kid in kids.items():
+            (proc,) = engine.store.processes(kid.id)
+            assert proc.argv[:2] == ["ssh", f"root@{world.device(name).host}"] and proc.exit_code == 0
+            outputs[name] = Path(proc.stdout_path or "").read_text() + Path(proc.stderr_path or "").read_text()
+        assert any("to stderr" in s for s in seen)  # streamed live
+        return parent, kids, outputs
+
+    parent, kids, outputs = world.run(scenario)
+    assert parent.state == TaskState.COMPLETED, parent.error
+    for name in names:
+        assert kids[name].result["exit_code"] == 0
+        assert f"out from {world.device(name).nix_conf_dir}" in outputs[name]  # ran on that device
+        assert "to stderr" in outputs[name]
+    assert parent.result["devices"]["node2"]["exit_code"] == 0
+
+    async def failing(engine: TaskEngine) -> tuple[TaskRecord, dict[str, TaskRecord]]:
+        sub = SshCommandsSubmission(project_dir=world.project_dir, devices=names, argv=["sh", "-c", script, "sh", "fail"])
+        pid = await engine.submit(MANY, sub)
+        return await engine.wait(pid), children(engine, pid)
+
+    parent, kids = world.run(failing)
+    assert parent.state == TaskState.FAILED
+    for kid in kids.values():
+        assert kid.state == TaskState.FAILED and kid.result["exit_code"] == 3
+        assert "exited with code 3" in (kid.error or "")
+
+
+def test_cancel_of_ssh_run_leaves_nothing_on_the_devices(worlds: Worlds) -> None:
+    names = ["node1", "node2"]
+    world = worlds(names, nodes=names, no_target=[])
+    devices = [world.device(n) for n in names]
+
+    async def scenario(engine: TaskEngine) -> tuple[TaskRecord, dict[str, TaskRecord]]:
+        sub = SshCommandsSubmission(
+            project_dir=world.project_dir, devices=names, argv=["sh", "-c", "sleep 300 & sleep 301; wait"]
+        )
+        pid = await engine.submit(MANY, sub)
+        await wait_for(lambda: all(any("sleep 301" in c for _, c in d.command_processes()) for d in devices),
+                       "the commands to run")  # fmt: skip
+        await engine.cancel(pid)
+        return await engine.wait(pid), children(engine, pid)
+
+    parent, kids = world.run(scenario)
+    assert parent.state == TaskState.CANCELED
+    assert all(k.state == TaskState.CANCELED for k in kids.values())
+    for device in devices:
+        assert device.command_processes() == []
+
+
+def test_ssh_run_reports_unreachable_and_missing_target(worlds: Worlds) -> None:
+    world = worlds(["node1", "node2", "node3"], nodes=["node1", "node2", "node3"], no_target=["node3"])
+    world.device("node2").stop()
+
+    async def scenario(engine: TaskEngine) -> dict[str, TaskRecord]:
+        sub = SshCommandsSubmission(project_dir=world.project_dir, devices=["node1", "node2", "node3"], argv=["true"])
+        pid = await engine.submit(MANY, sub)
+        await engine.wait(pid)
+        return children(engine, pid)
+
+    kids = world.run(scenario)
+    assert kids["node1"].state == TaskState.COMPLETED
+    assert "connection refused" in (kids["node2"].error or "")
+    assert kids["node3"].error == "device node3 has no target: set one with nixdeck project set node3 host=…"
+
+
+def test_cli_trust_and_run(worlds: Worlds, capsys: pytest.CaptureFixture[str]) -> None:
+    world = worlds(["node1", "node2"], nodes=["node1", "node2"])
+    dev = world.device("node1")
+    world.known_hosts.forget(dev.host, dev.port)
+    fp = fingerprint(dev.host_public_key())
+
+    # without a terminal it refuses to ask; --yes trusts
+    assert main(["ssh", "trust", "node1", "--project", world.project_dir]) == 2
+    assert fp in capsys.readouterr().out
+    assert not world.known_hosts.lookup(dev.host, dev.port)
+    assert main(["ssh", "trust", "node1", "--project", world.project_dir, "--yes"]) == 0
+    assert f"trusted {fp}" in capsys.readouterr().out
+    assert [e.fingerprint for e in world.known_hosts.lookup(dev.host, dev.port)] == [fp]
+
+    # a changed key is refused with both fingerprints, then replaced on request
+    dev.regenerate_host_key()
+    world.fleet.restart(dev)
+    new = fingerprint(dev.host_public_key())
+    assert main(["ssh", "trust", "node1", "--project", world.project_dir, "--yes"]) == 1
+    err = capsys.readouterr().err
+    assert "HOST KEY CHANGED" in err and fp in err and new in err
+    assert main(["ssh", "trust", "node1", "--project", world.project_dir, "--yes", "--replace"]) == 0
+    assert [e.fingerprint for e in world.known_hosts.lookup(dev.host, dev.port)] == [new]
+    capsys.readouterr()
+
+    # run on two devices through the CLI
+    code = main(["ssh", "run", "--project", world.project_dir, "--json", "node1", "node2", "--", "echo", "hi there"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.splitlines().count("hi there") == 2
+    payload = json.loads(out[out.index("[\n") :])
+    assert payload[0]["kind"] == MANY and payload[0]["state"] == "completed"
