@@ -307,6 +307,12 @@ class NixLogParser:
             if f and isinstance(f[0], str) and f[0]:
                 drv = self._derivation(f[0])
                 host = f[1] if len(f) > 1 and isinstance(f[1], str) and f[1] else None
+                if host is None and drv.host and drv.state == BUILDING:
+                    # ssh-ng forwards the remote daemon's own (local, host "") Build activity for the
+                    # same derivation: keep the builder's name and the outer activity
+                    act.derivation = drv
+                    events.append(ActivityStarted(act))
+                    return
                 drv.host = host
                 drv.activity_id = aid
                 act.derivation = drv

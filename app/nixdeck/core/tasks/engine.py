@@ -341,8 +341,9 @@ class TaskEngine:
                 error = f"{len(bad)} of {len(kids)} failed: " + ", ".join(k.title for k in bad[:5])
         elif final == TaskState.COMPLETED and warnings:
             final = TaskState.COMPLETED_WITH_WARNINGS
+        live = self._live[task_id]  # progress writes are throttled: the final record gets the latest
         self._changed(task_id, state=final, ended=utcnow(), error=error, owner_pid=None, owner_start=None,
-                      cancel_requested=False)
+                      cancel_requested=False, progress=live.progress, phase=live.phase)
         self._drivers.pop(task_id, None)
         self._live.pop(task_id, None)
         self._cancel_requested.discard(task_id)
