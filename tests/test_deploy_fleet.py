@@ -9,6 +9,7 @@ import pytest
 from nixdeck.core.ops.deploy_device import DeployDeviceSubmission
 from nixdeck.core.ops.deploy_fleet import DeployDevicesSubmission, parse_waves
 from nixdeck.core.tasks.engine import TaskEngine
+from nixdeck.core.tasks.events import TaskChanged
 from nixdeck.core.tasks.model import TaskKind, TaskState
 from test_deploy_support import DeployWorld, children, fixture_worlds  # noqa: F401  (fixture)
 
@@ -140,19 +141,30 @@ def test_waves_halt_on_failures(worlds: Worlds) -> None:
     world = worlds(names, nodes=names)
     world.device("node1").stop()  # the canary is down
 
+    phases: list[str] = []
+
     async def scenario(engine: TaskEngine) -> tuple[object, dict[str, object]]:
         sub = DeployDevicesSubmission(project_dir=world.project_dir, devices=names, waves=["1", "40%", "100%"])
         pid = await engine.submit(DEPLOY, sub)
+        engine.subscribe(
+            lambda e: phases.append(e.task.phase)
+            if isinstance(e, TaskChanged) and e.task.id == pid and e.task.phase and phases[-1:] != [e.task.phase]
+            else None
+        )
         return await engine.wait(pid), children(engine, pid)
 
     parent, kids = world.run(scenario)
+    # what the Tasks panel shows for the parent while it runs
+    assert "wave 1/3 · 0/5 done · 1 deploying" in phases, phases
+    assert phases[-1] == "wave 1/3 · 1/5 done · 1 failed · halted, 4 not started", phases
     assert isinstance(kids, dict)
     assert parent.state == TaskState.FAILED  # type: ignore[attr-defined]
     assert "halted after 1 failed device" in parent.error  # type: ignore[attr-defined]
     assert kids["node1"].state == TaskState.FAILED
     for name in names[1:]:
         assert kids[name].state == TaskState.CANCELED, name
-        assert "halted after 1 failed device" in kids[name].error
+        assert kids[name].error.startswith("not started: the rollout halted after 1 failed device"), kids[name].error
+        assert parent.result["devices"][name]["outcome"] == "not started"  # type: ignore[attr-defined]
         assert world.current_system(name) is None
     assert parent.result["halted"]  # type: ignore[attr-defined]
 

@@ -6,7 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
+from fleet_fixtures import commit_all
 from nixdeck.core.ops.deploy_fleet import DeployDevicesSubmission
+from nixdeck.core.project import Project
+from nixdeck.core.project.inventory import Action
 from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.model import TaskKind, TaskRecord, TaskState
 from test_deploy_support import (  # noqa: F401  (fixture)
@@ -26,9 +29,12 @@ Worlds = Callable[..., DeployWorld]
 DEPLOY = TaskKind.DEPLOY_DEVICES.value
 
 
-def _deploy(world: DeployWorld, devices: list[str]) -> tuple[TaskRecord, dict[str, TaskRecord]]:
+def _deploy(
+    world: DeployWorld, devices: list[str], action: Action | None = None
+) -> tuple[TaskRecord, dict[str, TaskRecord]]:
     async def scenario(engine: TaskEngine) -> tuple[TaskRecord, dict[str, TaskRecord]]:
-        pid = await engine.submit(DEPLOY, DeployDevicesSubmission(project_dir=world.project_dir, devices=devices))
+        sub = DeployDevicesSubmission(project_dir=world.project_dir, devices=devices, action=action)
+        pid = await engine.submit(DEPLOY, sub)
         return await engine.wait(pid), children(engine, pid)
 
     return world.run(scenario)
@@ -59,6 +65,71 @@ def test_device_that_stops_answering_after_switch_is_rolled_back(worlds: Worlds)
     assert world.current_system("node2") == kids["node2"].result["store_path"] != old
     summary = parent.result["devices"]["node1"]
     assert any("reloading sshd.service" in line for line in summary["log"])
+
+
+def _activations(world: DeployWorld, name: str) -> list[str]:
+    """What the fixture fleet's switch-to-configuration recorded on the device ("ACTION PATH")."""
+    return (world.device(name).sim_state_dir / "activations").read_text().splitlines()
+
+
+def _remote_commands(world: DeployWorld, task_id: int) -> list[list[str]]:
+    async def scenario(engine: TaskEngine) -> list[list[str]]:
+        return [p.argv for p in engine.store.processes(task_id) if p.argv[:1] == ["ssh"]]
+
+    return world.run(scenario)
+
+
+def test_test_action_on_a_device_that_stops_answering_is_rolled_back(worlds: Worlds) -> None:
+    world = worlds(["node1"], nodes=["node1"], confirm_timeout=2)
+    parent, kids = _deploy(world, ["node1"])
+    assert parent.state == TaskState.COMPLETED, parent.error
+    old = kids["node1"].result["store_path"]
+
+    world.write_device("node1", LOCKOUT)
+    parent, kids = _deploy(world, ["node1"], action="test")
+    bad = kids["node1"]
+    assert parent.state == TaskState.FAILED
+    assert bad.state == TaskState.FAILED
+    assert bad.result["action"] == "test"
+    assert "did not answer a new connection within 2 s" in bad.error
+    assert f"rolled back to {old}" in bad.error
+    assert bad.result["outcome"] == "rolled back"
+    # `test` never touched the profile; the rollback activated the old system again with `test`
+    assert world.current_system("node1") == old
+    assert world.profile_system("node1") == old
+    assert _activations(world, "node1")[-1] == f"test {old}"
+    commands = [" ".join(a) for a in _remote_commands(world, bad.id)]
+    assert not any("nix-env" in c for c in commands), commands  # no profile change either way
+    assert any(c.endswith(f"{old}/bin/switch-to-configuration test") for c in commands), commands
+
+
+def test_rollback_off_leaves_the_unconfirmed_system_running(worlds: Worlds) -> None:
+    world = worlds(["node1"], nodes=["node1"], confirm_timeout=2)
+    Project.open(world.flake, discover_devices=False).set_fields("node1", {"rollback": False})
+    commit_all(world.flake, "no rollback")
+    parent, kids = _deploy(world, ["node1"])
+    assert parent.state == TaskState.COMPLETED, parent.error
+    old = kids["node1"].result["store_path"]
+    before = _activations(world, "node1")
+
+    world.write_device("node1", LOCKOUT)
+    parent, kids = _deploy(world, ["node1"])
+    bad = kids["node1"]
+    new = bad.result["store_path"]
+    assert parent.state == TaskState.FAILED
+    assert bad.state == TaskState.FAILED
+    assert "did not answer a new connection within 2 s" in bad.error
+    assert "rollback is off for this device (setting rollback=false)" in bad.error
+    assert "rolled back" not in bad.error
+    assert bad.result["outcome"] == "unconfirmed"
+    assert "rollback" not in bad.result
+    # no rollback was attempted: the new system stays active and is the profile's generation
+    assert world.current_system("node1") == new != old
+    assert world.profile_system("node1") == new
+    assert _activations(world, "node1") == before  # the old system was never activated again
+    commands = [" ".join(a) for a in _remote_commands(world, bad.id)]
+    assert len(commands) == 1 and "switch-to-configuration switch" in commands[0], commands
+    assert not any("--rollback" in c for c in commands)
 
 
 def test_cancel_mid_deploy_leaves_no_local_or_remote_process(worlds: Worlds) -> None:

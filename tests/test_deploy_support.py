@@ -199,3 +199,28 @@ async def wait_for(predicate: Callable[[], bool], what: str, limit: float = 60.0
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what}")
         await asyncio.sleep(0.05)
+
+# A device whose closure holds a 200 MB blob of random bytes (no two builds share it): a copy that
+# takes long enough to be interrupted in the middle.
+BIG_BLOB_BYTES = 200_000_000
+BIG = f"""{{ drv, mkDevice, ... }}:
+let
+  blob = drv "NAME-blob" ''
+    mkdir -p $out
+    head -c {BIG_BLOB_BYTES} /dev/urandom > $out/blob
+  '';
+in
+mkDevice {{ name = "NAME"; motd = "NAME with a big blob"; packages = [ blob ]; }}
+"""
+
+
+def read_bytes(pid: int) -> int:
+    """How many bytes a process has read so far (``rchar`` of /proc/PID/io); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            for line in f:
+                if line.startswith("rchar:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

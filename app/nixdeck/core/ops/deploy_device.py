@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +59,6 @@ from nixdeck.core.tasks.submission import Submission
 
 JOB = "deploy"
 STEPS = ("build", "copy", "activate", "confirm")
-
-#: Fleet deploys (by task id) that halted, with the reason: their children not yet started end canceled.
-HALTED_ROLLOUTS: dict[int, str] = {}
-
 
 class DeployDeviceSubmission(Submission):
     """One device. ``store_path`` is set when a parent already built it; ``action`` None: the device's."""
@@ -133,10 +130,25 @@ async def copy_closure(
             "trusted-public-keys) or allow unsigned copies with the project setting no_check_sigs=true."
         )
     first = run.first_error() or f"nix copy exited with code {run.exit_code}"
+    lost = _connection_lost(run.parser.stderr_lines, text)
+    what = f"was interrupted: the connection broke mid-copy ({lost})" if lost else f"failed or was interrupted: {first}"
     raise TaskFailed(
-        f"copying the closure to {target.display_name} failed or was interrupted: {first}. Nothing was "
-        "activated; paths already copied are kept, so a rerun continues where this one stopped."
+        f"copying the closure to {target.display_name} {what}. Nothing was activated; paths already "
+        "copied are kept, so a rerun continues where this one stopped."
     )
+
+
+_LOST = ("closed by remote host", "Connection reset", "Broken pipe", "unexpected end-of-file", "Connection timed out")
+
+
+def _connection_lost(stderr_lines: Iterable[str], text: str) -> str | None:
+    """The line saying the SSH connection went away during the copy (ssh's own line first)."""
+    lines = [strip_ansi(ln).strip() for ln in stderr_lines]
+    for marker in _LOST:
+        for line in lines:
+            if marker in line:
+                return line.removeprefix("error: ").rstrip(".")
+    return next((m for m in _LOST if m in text), None)
 
 
 async def copy_and_connect(
@@ -208,17 +220,6 @@ class DeployDevice(Operation):
         assert isinstance(sub, DeployDeviceSubmission)
         tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL)
         result: dict[str, Any] = {"device": sub.device}
-        halted = HALTED_ROLLOUTS.get(ctx.task.parent_id or 0)
-        if halted is not None:
-            # the fleet deploy stopped before this device's turn: end canceled, having done nothing
-            ctx.plan(JOB, STEPS)
-            ctx.skip_remaining(JOB, f"not started: {halted}")
-            result["outcome"] = "not started"
-            tail.append(f"not started: {halted}")
-            ctx.set_result(**result, log=list(tail))
-            await ctx.engine.cancel(ctx.task_id)
-            await asyncio.sleep(0)  # the cancel lands here
-            return
         try:
             await self._deploy(ctx, sub, tail, result)
         except BaseException as e:

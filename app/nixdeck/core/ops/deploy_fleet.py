@@ -4,7 +4,8 @@ Builds every selected device in ONE Nix invocation, then runs one Deploy to Devi
 at most ``limit`` at a time; one device's failure never stops the others. With ``waves``
 (``1,10%,100%``: cumulative device counts) a wave must end before the next starts, and the rollout
 halts once more than ``max_failures`` devices failed (default 0 with waves, unlimited without): the
-devices not started yet get children that end canceled with that reason. The result lists each
+devices not started yet get children that the engine cancels before they start, with the halt as
+their reason. The result lists each
 device's outcome and, for every failed one, its last 20 log lines.
 """
 
@@ -19,14 +20,13 @@ from pydantic import Field, field_validator
 
 from nixdeck.core.nix.attrs import installable
 from nixdeck.core.nix.commands import NixCommands
-from nixdeck.core.ops.deploy_device import HALTED_ROLLOUTS, DeployDeviceSubmission, build_settings
+from nixdeck.core.ops.deploy_device import DeployDeviceSubmission, build_settings
 from nixdeck.core.ops.nixrun import PartialBuildError, build_attrs, find_nix_cached, run_nix
 from nixdeck.core.ops.remote import open_project
 from nixdeck.core.project import Project, UnknownDevice, attr_path
 from nixdeck.core.project.inventory import Action
 from nixdeck.core.tasks.context import TaskContext
 from nixdeck.core.tasks.errors import TaskFailed, UserError
-from nixdeck.core.tasks.events import TaskChanged
 from nixdeck.core.tasks.model import FAILED_STATES, TaskKind, TaskRecord, TaskState
 from nixdeck.core.tasks.operation import Operation
 from nixdeck.core.tasks.submission import Submission
@@ -88,17 +88,98 @@ def _has_target(project: Project, device: str) -> bool:
         return False
 
 
-def _summary(record: TaskRecord) -> dict[str, object]:
+def _summary(record: TaskRecord, not_started: bool = False) -> dict[str, object]:
     r = record.result
     out: dict[str, object] = {
-        "task": record.id, "state": record.state.value, "outcome": r.get("outcome"), "error": record.error,
-        "store_path": r.get("store_path"),
+        "task": record.id, "state": record.state.value, "error": record.error,
+        "outcome": "not started" if not_started else r.get("outcome"), "store_path": r.get("store_path"),
     }  # fmt: skip
     if r.get("failed_units"):
         out["failed_units"] = r["failed_units"]
     if record.state in FAILED_STATES:
         out["log"] = list(r.get("log", []))[-20:]
     return out
+
+
+class _Rollout:
+    """The children of one fleet deploy: at most ``limit`` at a time; counts failures, halts, and
+    cancels (through the engine, with the halt as their reason) the children that did not start."""
+
+    def __init__(self, ctx: TaskContext, sub: DeployDevicesSubmission, waves: int) -> None:
+        self.ctx, self.sub, self.waves = ctx, sub, waves
+        self.wave = 0
+        self.gate = asyncio.Semaphore(sub.limit)
+        self.max_failures = sub.max_failures if sub.max_failures is not None else (0 if sub.waves else None)
+        self.submitted: dict[str, int] = {}  # device -> child task id
+        self.records: dict[str, TaskRecord] = {}  # device -> its child's final record
+        self.not_started: set[str] = set()
+        self.failures = 0
+        self.halted: str | None = None
+
+    def report(self) -> None:
+        """The parent's progress line for the Tasks panel: ``wave 2/3 · 7/10 done · 2 deploying · 1 failed``."""
+        n = len(self.sub.devices)
+        done = len([d for d in self.records if d not in self.not_started])
+        parts = [f"wave {self.wave}/{self.waves}"] if self.waves > 1 else []
+        parts.append(f"{done}/{n} done")
+        deploying = len(self.submitted) - len([d for d in self.submitted if d in self.records])
+        if deploying:
+            parts.append(f"{deploying} deploying")
+        if self.failures:
+            parts.append(f"{self.failures} failed")
+        if self.halted is not None:
+            parts.append("halted" + (f", {len(self.not_started)} not started" if self.not_started else ""))
+        self.ctx.progress(done / n, " · ".join(parts))
+
+    async def deploy(self, device: str, paths: dict[str, str]) -> None:
+        async with self.gate:
+            if self.halted is not None:
+                return  # cancel_the_rest gives it a canceled child
+            child = DeployDeviceSubmission(
+                project_dir=self.sub.project_dir, device=device, action=self.sub.action,
+                store_path=paths.get(device), built_by=self.ctx.task_id if device in paths else None,
+            )  # fmt: skip
+            cid = await self.ctx.submit_child(TaskKind.DEPLOY_DEVICE.value, child)
+            self.submitted[device] = cid
+            self.report()
+            (record,) = await self.ctx.wait_children([cid])
+        self.records[device] = record
+        if not record.state.ok and device not in self.not_started:
+            self.failures += 1
+            if self.max_failures is not None and self.failures > self.max_failures and self.halted is None:
+                self.halted = (
+                    f"the rollout halted after {self.failures} failed device(s) "
+                    f"(more than --max-failures {self.max_failures})"
+                )
+                await self._cancel_waiting()
+        self.report()
+
+    async def _cancel_waiting(self) -> None:
+        """Children submitted but still waiting (e.g. for a device lock another task holds) never start."""
+        engine = self.ctx.engine
+        for device, cid in self.submitted.items():
+            if device not in self.records and engine.live(cid).state in (TaskState.PENDING, TaskState.QUEUED):
+                self.not_started.add(device)
+                await engine.cancel(cid, reason=self._reason())
+
+    def _reason(self) -> str:
+        return f"not started: {self.halted}"
+
+    async def cancel_the_rest(self) -> None:
+        """Every device the halted rollout never reached gets a child canceled before it starts, so
+        each device's outcome (and a rerun of the failed and canceled ones) covers it."""
+        engine = self.ctx.engine
+        waiting: dict[str, int] = {}
+        for device in self.sub.devices:
+            if device in self.records or device in self.submitted:
+                continue
+            child = DeployDeviceSubmission(project_dir=self.sub.project_dir, device=device, action=self.sub.action)
+            cid = await self.ctx.submit_child(TaskKind.DEPLOY_DEVICE.value, child)
+            await engine.cancel(cid, reason=self._reason())
+            self.not_started.add(device)
+            waiting[device] = cid
+        for device, record in zip(waiting, await self.ctx.wait_children(list(waiting.values())), strict=True):
+            self.records[device] = record
 
 
 async def _checked_mapping(ctx: TaskContext, project: Project, built: dict[str, str]) -> dict[str, str]:
@@ -160,57 +241,31 @@ class DeployDevices(Operation):
         ctx.plan("build", ["build"])
         ctx.plan("rollout", [f"wave {i + 1}" for i in range(len(waves))])
         paths = await self._build(ctx, project, sub)
-        max_failures = sub.max_failures if sub.max_failures is not None else (0 if sub.waves else None)
-        records: dict[str, TaskRecord] = {}
-        failures = 0
-        halted: str | None = None
-        gate = asyncio.Semaphore(sub.limit)
+        rollout = _Rollout(ctx, sub, len(waves))
         try:
             for index, wave in enumerate(waves):
-                if halted is not None:
+                if rollout.halted is not None:
                     break
+                rollout.wave = index + 1
+                rollout.report()
                 async with ctx.step(f"wave {index + 1}", job="rollout") as step:
-
-                    async def one(device: str) -> None:
-                        nonlocal failures, halted
-                        async with gate:
-                            if halted is not None:
-                                return
-                            child = DeployDeviceSubmission(
-                                project_dir=sub.project_dir, device=device, action=sub.action,
-                                store_path=paths.get(device), built_by=ctx.task_id if device in paths else None,
-                            )  # fmt: skip
-                            cid = await ctx.submit_child(TaskKind.DEPLOY_DEVICE.value, child)
-                            (record,) = await ctx.wait_children([cid])
-                        records[device] = record
-                        if not record.state.ok:
-                            failures += 1
-                            if max_failures is not None and failures > max_failures and halted is None:
-                                halted = (
-                                    f"the rollout halted after {failures} failed device(s) "
-                                    f"(more than --max-failures {max_failures})"
-                                )
-                                HALTED_ROLLOUTS[ctx.task_id] = halted
-                        ctx.progress(len(records) / len(sub.devices), f"{len(records)} of {len(sub.devices)} devices done")
-
-                    await asyncio.gather(*(one(d) for d in wave))
-                    bad = sum(1 for d in wave if d in records and not records[d].state.ok)
+                    await asyncio.gather(*(rollout.deploy(d, paths) for d in wave))
+                    bad = sum(1 for d in wave if d in rollout.records and not rollout.records[d].state.ok)
+                    halted = rollout.halted
                     step.detail(f"{len(wave)} device(s), {bad} failed" + (f"; {halted}" if halted else ""))
-            if halted is not None:
-                HALTED_ROLLOUTS[ctx.task_id] = halted
-                for device in sub.devices:
-                    if device not in records:
-                        records[device] = await self._not_started(ctx, sub, device, halted)
-                ctx.skip_remaining("rollout", f"not started: {halted}")
+            if rollout.halted is not None:
+                await rollout.cancel_the_rest()
+                ctx.skip_remaining("rollout", f"not started: {rollout.halted}")
+            rollout.report()
         finally:
-            HALTED_ROLLOUTS.pop(ctx.task_id, None)
+            records = rollout.records
             ctx.set_result(
-                devices={d: _summary(records[d]) for d in sub.devices if d in records},
-                halted=halted,
+                devices={d: _summary(records[d], d in rollout.not_started) for d in sub.devices if d in records},
+                halted=rollout.halted,
                 built=len(paths),
             )
-        if halted is not None:
-            raise TaskFailed(halted)
+        if rollout.halted is not None:
+            raise TaskFailed(rollout.halted)
 
     async def _build(self, ctx: TaskContext, project: Project, sub: DeployDevicesSubmission) -> dict[str, str]:
         """Every device with a target in one `nix build`; those that fail build again in their child
@@ -236,20 +291,6 @@ class DeployDevices(Operation):
                 step.detail(f"the combined build failed ({e}); each device builds in its own task")
                 step.warn(f"the combined build failed: {e}")
         return paths
-
-    async def _not_started(
-        self, ctx: TaskContext, sub: DeployDevicesSubmission, device: str, reason: str
-    ) -> TaskRecord:
-        """A child that ends canceled, having done nothing, with the halt as its reason."""
-        child = DeployDeviceSubmission(project_dir=sub.project_dir, device=device, action=sub.action)
-        cid = await ctx.submit_child(TaskKind.DEPLOY_DEVICE.value, child)
-        (record,) = await ctx.wait_children([cid])
-        if record.state == TaskState.CANCELED:
-            store = ctx.engine.store
-            store.update_task(cid, error=f"canceled: {reason}")
-            record = store.get(cid)
-            ctx.engine.bus.emit(TaskChanged(record))
-        return record
 
 
 OPERATIONS: list[Operation] = [DeployDevices()]
