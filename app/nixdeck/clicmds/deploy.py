@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,7 +14,9 @@ from nixdeck.clicmds.common import EXIT_USAGE, run_tasks_live
 from nixdeck.clicmds.ssh import select_devices
 from nixdeck.core.ops.activation import has_confirm, no_confirm_reason
 from nixdeck.core.ops.deploy_fleet import DeployDevicesSubmission
+from nixdeck.core.paths import default_data_dir
 from nixdeck.core.project import Project, ProjectError
+from nixdeck.core.project.current import resolve_project_dir
 from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.errors import UserError
 from nixdeck.core.tasks.model import TaskKind
@@ -26,7 +27,7 @@ ACTIONS = ("switch", "boot", "test", "dry-activate")
 def register(sub: Any) -> None:
     p = sub.add_parser("deploy", help="build and deploy devices (all of them when none is named)")
     p.add_argument("devices", nargs="*", metavar="DEVICE")
-    p.add_argument("--project", default=".", help="the project directory (default: here)")
+    p.add_argument("--project", metavar="DIR", help="the flake directory (default: the current project)")
     p.add_argument("--tag", action="append", default=[], metavar="T", help="deploy the devices with this tag")
     p.add_argument("--limit", type=int, default=10, help="devices deployed at a time (default 10)")
     p.add_argument("--action", choices=ACTIONS, help="switch-to-configuration action (default: each device's)")
@@ -41,9 +42,10 @@ def register(sub: Any) -> None:
 def cmd_deploy(args: argparse.Namespace) -> int:
     everything = not args.devices and not args.tag
     try:
-        project = Project.open(Path(args.project), discover_devices=everything)
+        where = resolve_project_dir(args.project, default_data_dir())
+        project = Project.open(where, discover_devices=everything)
     except ProjectError as e:
-        raise UserError(f"cannot open the project {args.project}: {e}") from None
+        raise UserError(f"cannot open the project: {e}") from None
     chosen = [d.name for d in project.devices] if everything else select_devices(project, args.devices, args.tag)
     if not chosen:
         print("nixdeck deploy: the project has no devices", file=sys.stderr)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
 from typing import Any
 
 from nixdeck.clicmds.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, make_engine, open_store, run_tasks_live
 from nixdeck.core.ops.remote import device_target
 from nixdeck.core.ops.ssh_command import SshCommandsSubmission, SshCommandSubmission
+from nixdeck.core.paths import default_data_dir
 from nixdeck.core.project import Project, ProjectError
+from nixdeck.core.project.current import resolve_project_dir
 from nixdeck.core.ssh.errors import SshError
 from nixdeck.core.ssh.knownhosts import HostKeyState, KnownHosts, fetch_host_key, fingerprint
 from nixdeck.core.tasks.engine import TaskEngine
@@ -32,14 +33,14 @@ def register(sub: Any) -> None:
 
     t = ssh.add_parser("trust", help="show a device's host key fingerprint and trust it on confirmation")
     t.add_argument("device")
-    t.add_argument("--project", default=".", help="the project directory (default: here)")
+    t.add_argument("--project", metavar="DIR", help="the flake directory (default: the current project)")
     t.add_argument("--replace", action="store_true", help="replace a different key trusted before")
     t.add_argument("--yes", action="store_true", help="trust without asking (you checked the fingerprint)")
     t.set_defaults(func=cmd_trust)
 
     r = ssh.add_parser("run", help="run a command on devices (in parallel), as tracked tasks",
                        usage="nixdeck ssh run [--project DIR] [--timeout S] [--limit N] DEVICE…|--tag T… -- CMD…")
-    r.add_argument("--project", default=".", help="the project directory (default: here)")
+    r.add_argument("--project", metavar="DIR", help="the flake directory (default: the current project)")
     r.add_argument("--timeout", type=float, help="seconds before the remote command is killed")
     r.add_argument("--limit", type=int, default=20, help="devices at a time (default 20)")
     r.add_argument("--json", action="store_true")
@@ -47,11 +48,11 @@ def register(sub: Any) -> None:
     r.set_defaults(func=cmd_run)
 
 
-def _project(path: str) -> Project:
+def _project(path: str | None) -> Project:
     try:
-        return Project.open(Path(path), discover_devices=False)
+        return Project.open(resolve_project_dir(path, default_data_dir()), discover_devices=False)
     except ProjectError as e:
-        raise UserError(f"cannot open the project {path}: {e}") from None
+        raise UserError(f"cannot open the project: {e}") from None
 
 
 def _ask(question: str) -> bool:
