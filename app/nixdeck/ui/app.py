@@ -28,7 +28,6 @@ from PySide6.QtGui import QIcon
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 from PySide6.QtWidgets import QApplication, QMessageBox, QStyle
 
-from nixdeck.core.ops import all_operations
 from nixdeck.core.paths import default_data_dir, ensure_data_dir
 from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.store import TaskStore
@@ -40,9 +39,19 @@ log = logging.getLogger(__name__)
 
 APP_NAME = "NixDeck"
 ORG_NAME = "nixdeck"
-ICON_PATH = Path(__file__).resolve().parent.parent / "resources" / "icons" / "nixdeck.svg"
+def _icon_path() -> Path:
+    from nixdeck.core.project.resources import resource
+
+    try:
+        return resource("icons", "nixdeck.svg")
+    except FileNotFoundError:
+        return Path("/nonexistent")
+
+
+ICON_PATH = _icon_path()
 LOCK_NAME = "gui.lock"
 EXIT_ALREADY_RUNNING = 3
+OPERATIONS_DELAY_MS = 50
 
 
 def ui_settings(data_dir: Path) -> QSettings:
@@ -186,7 +195,10 @@ class ExceptionReporter:
 
 
 class NixDeckApp(QObject):
-    """One run of the window: store, engine (all operations registered), bridge, window, notifier.
+    """One run of the window: store, engine, bridge, window, notifier.
+
+    The operations are registered right after the window is shown (`MainWindow.ensure_operations`;
+    the SSH ones import asyncssh, ~0.2 s), and before any action submits, whichever comes first.
 
     Signals:
         closed(): everything was shut down (tasks canceled and recorded, store closed).
@@ -205,8 +217,6 @@ class NixDeckApp(QObject):
         self.project_arg = project
         self.store = TaskStore(self.data_dir)
         self.engine = TaskEngine(self.store, max_concurrent=max_concurrent)
-        for op in all_operations():
-            self.engine.register(op)
         self.bridge = EngineBridge(self.engine)
         self.window = MainWindow(self.store, self.engine, self.bridge, self.settings)
         self.icon = app_icon()
@@ -227,6 +237,8 @@ class NixDeckApp(QObject):
         self.reporter.install(asyncio.get_running_loop())
         self.window.restore_ui_state()
         self.window.show()
+        # after the first paint, not before it (the SSH operations import asyncssh, ~0.2 s)
+        QTimer.singleShot(OPERATIONS_DELAY_MS, self.window.ensure_operations)
         if self.store.recovered:
             self.window.show_status(f"{len(self.store.recovered)} tasks were interrupted when NixDeck last ended", 10000)
         last = self.settings.value("project/last")

@@ -1,7 +1,8 @@
 """The fleet project: a flake directory (devices = its nixosConfigurations) plus the NixDeck
 inventory ``nixdeck.toml`` (targets, tags, deploy options). See project.py."""
 
-from .demo import demo_status, prepare_demo, prepare_demo_async, start_demo, stop_demo
+from typing import Any
+
 from .errors import (
     DemoAddressBusy,
     DemoError,
@@ -14,6 +15,18 @@ from .errors import (
 )
 from .inventory import INVENTORY_FILE, DeviceEntry, EffectiveSettings, Inventory
 from .project import Change, Device, DeviceState, Project, attr_path
+
+_DEMO = ("demo_status", "prepare_demo", "prepare_demo_async", "start_demo", "stop_demo")
+
+
+def __getattr__(name: str) -> Any:
+    """The demo helpers load on first use: they pull in the SSH stack (asyncssh), which every
+    `import nixdeck.core.project` would otherwise pay for at start-up."""
+    if name in _DEMO:
+        from . import demo
+
+        return getattr(demo, name)
+    raise AttributeError(name)
 
 __all__ = [
     "INVENTORY_FILE",
