@@ -60,7 +60,7 @@ bench: setup
 	$(VPY) bench/engine.py
 
 screenshots: setup
-	QT_QPA_PLATFORM=offscreen $(VPY) -m nixdeck.ui.screenshots docs
+	QT_QPA_PLATFORM=offscreen $(VPY) -m nixdeck.ui.screenshots docs/screenshots
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -97,6 +97,14 @@ def test_demo_start_status_stop(data_dir: Path) -> None:
             if d["isolated"]:
                 assert store_entries == "0"  # its own, empty /nix
 
+        # A newcomer's deploy is real: built, copied (signed with the demo's key), switched, confirmed.
+        res = nixdeck(data_dir, "deploy", "--project", str(fleet), "kiosk-1", "kiosk-2", "--json")
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        for d in devices[1:3]:
+            current = Path(d["dir"]) / "run" / "current-system"
+            assert current.is_symlink() and os.readlink(current).startswith("/nix/store/"), d
+        assert not (Path(devices[0]["dir"]) / "run" / "current-system").exists()
+
         # A command left running on a device must not survive the stop.
         res = ssh(data_dir, devices[0], "setsid sleep 1000 </dev/null >/dev/null 2>&1 &")
         assert res.returncode == 0, res.stderr

@@ -35,6 +35,7 @@ def test_quit_with_a_running_task_asks_then_cancels_it(qloop, data_dir: Path) ->
 
     async def scenario() -> int:
         await nx.start()
+        nx.window.ensure_operations()  # the app registers them once the window is shown
         tid = await nx.engine.submit("run_command", RunCommandSubmission(argv=SLEEPER))
         await until(lambda: nx.store.processes(tid) and nx.store.processes(tid)[0].pid, "the process started")
         pid = nx.store.processes(tid)[0].pid

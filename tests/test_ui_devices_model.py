@@ -84,3 +84,31 @@ def test_filter_by_tag_and_text() -> None:
     proxy.set_tag("")
     proxy.set_text("NO TARGET")
     assert names() == ["db1", "bad"]
+
+
+def test_last_build_of_a_project_build_is_each_devices_own_outcome(data_dir: Path) -> None:
+    store = TaskStore(data_dir)
+    now = utcnow()
+    _task(store, "build_device", "web2", TaskState.COMPLETED)
+    # from the window: the task lists the devices; the result says how each one went
+    listed = store.insert_task(TaskRecord(
+        kind="build_project", title="Build all devices", state=TaskState.FAILED, devices=["web1", "web2"],
+        started=now, ended=now, error="1 of 2 devices failed",
+        result={"devices": {"web1": {"out_path": "/nix/store/x-web1"}, "web2": {"error": "builder failed"}}}))
+    model = DevicesModel(store)
+    model.set_rows(ROWS)
+    web1, web2, db1 = (model.device(model.row_of(n)) for n in ("web1", "web2", "db1"))
+    assert web1.last_build is not None and web1.last_build.state == TaskState.COMPLETED
+    assert web1.last_build.id == listed.id and web1.last_build.error is None
+    assert web2.last_build is not None and web2.last_build.state == TaskState.FAILED
+    assert web2.last_build.error == "builder failed"
+    assert db1.last_build is None
+    assert "builder failed" in str(model.index(1, DevicesModel.BUILD).data(Qt.ItemDataRole.ToolTipRole))
+    # from the CLI (`nixdeck build`): no devices recorded, only the result names them; the bridge refreshes
+    unnamed = store.insert_task(TaskRecord(
+        kind="build_project", title="Build all devices", state=TaskState.COMPLETED, devices=[],
+        started=now, ended=now, result={"devices": {"db1": {"out_path": "/nix/store/x-db1"}}}))
+    model.on_tasks_changed([unnamed])
+    assert str(model.index(2, DevicesModel.BUILD).data()).startswith("completed · ")
+    assert model.device(2).last_build is not None and model.device(2).last_build.id == unnamed.id
+    store.close()

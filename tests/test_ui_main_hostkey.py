@@ -10,7 +10,7 @@ from fleet_fixtures import copy_fleet
 from nixdeck.core.project.project import Project
 from nixdeck.core.ssh.knownhosts import HostKeyState, KnownHosts, fingerprint
 from nixdeck.ui.app import NixDeckApp
-from nixdeck.ui.dialogs import DeployDialog, HostKeyDialog, waves
+from nixdeck.ui.dialogs import DeployDialog, HostKeyDialog
 from ssh_fixtures import fixture_sim_fleet  # noqa: F401 - registers the sim_fleet fixture
 from ui_shell_fixtures import qloop, run, until  # noqa: F401 - qloop is a fixture
 
@@ -47,16 +47,25 @@ def test_trust_host_key_shows_fingerprint_and_trusts(qloop, sim_fleet, tmp_path:
     run(qloop, scenario())
 
 
-def test_deploy_dialog_shows_devices_action_limit_and_waves(qtbot) -> None:
+def test_deploy_dialog_gives_the_deploy_submission_fields(qtbot) -> None:
     dlg = DeployDialog(["web1", "web2", "db1"], limit=2)
     qtbot.addWidget(dlg)
-    assert "2 waves" in dlg.summary.text() and "1. web1, web2" in dlg.summary.text()
-    dlg.limit.setValue(1)
-    assert "3 waves" in dlg.summary.text()
+    assert "1 wave, at most 2 at a time" in dlg.summary.text() and "1. web1, web2, db1" in dlg.summary.text()
+    dlg.waves.setText("1, 100%")
+    assert "2 waves" in dlg.summary.text() and "2. web2, db1" in dlg.summary.text()
+    assert dlg.values()["action"] is None  # each device's own action
     dlg.action.setCurrentText("boot")
-    assert dlg.values() == {"devices": ["web1", "web2", "db1"], "action": "boot", "limit": 1}
+    assert "no confirm or rollback for boot" in dlg.confirm_note.text().lower()
+    dlg.action.setCurrentText("switch")
+    assert "rolled back" in dlg.confirm_note.text()
+    dlg.action.setCurrentText("dry-activate")
+    assert "nothing is changed" in dlg.confirm_note.text()
+    dlg.max_failures.setValue(1)
+    assert dlg.values() == {"devices": ["web1", "web2", "db1"], "action": "dry-activate", "limit": 2,
+                            "waves": ["1", "100%"], "max_failures": 1}
     assert dlg.ok_button.isEnabled()
+    dlg.waves.setText("1,abc")
+    assert not dlg.ok_button.isEnabled() and "abc" in dlg.error.text()
     refused = DeployDialog(["web1", "db1"], no_target=["db1"])
     qtbot.addWidget(refused)
     assert not refused.ok_button.isEnabled() and "db1" in refused.error.text()
-    assert waves(["a", "b", "c"], 2) == [["a", "b"], ["c"]]

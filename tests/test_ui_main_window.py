@@ -99,17 +99,22 @@ def test_bad_command_line_keeps_ok_disabled(qtbot) -> None:
     assert dlg.argv() == ["echo", "fine now"]
 
 
-def test_actions_without_operation_say_not_available(qloop, fleet: Path, data_dir: Path) -> None:  # noqa: F811
+def test_refused_submission_shows_why_and_submits_nothing(qloop, fleet: Path, data_dir: Path) -> None:  # noqa: F811
+    from nixdeck.core.ops.deploy_fleet import DeployDevicesSubmission
+
     nx = NixDeckApp(data_dir, project=str(fleet))
 
     async def scenario() -> None:
         await nx.start()
         w = nx.window
-        w.select_devices(["web1"])
-        missing = [k for k in ("flake_update", "run_vm") if not w.commands.available(k)]
-        for kind in missing:
-            w.commands.actions["update_flake" if kind == "flake_update" else "run_vm"].trigger()
-            assert "not available yet" in w.statusBar().currentMessage()
+        sub = w.commands.make("Deploy", DeployDevicesSubmission, project_dir=str(fleet), devices=[], limit=0)
+        assert sub is None
+        w.commands.submit("deploy_devices", "Deploy", sub)
+        box = w.error_box
+        assert box is not None and box.windowTitle() == "Deploy: invalid input"
+        assert "devices: List should have at least 1 item" in box.text()
+        assert "limit: Input should be greater than or equal to 1" in box.text()
+        assert nx.store.list_tasks() == []
         nx.quit_now()
         await until(lambda: nx._done is not None and nx._done.is_set(), "shutdown")
 
@@ -126,6 +131,7 @@ def test_long_task_end_is_notified_in_the_window(qloop, data_dir: Path) -> None:
         from nixdeck.core.ops.run_command import RunCommandSubmission
 
         sub = RunCommandSubmission(argv=[sys.executable, "-c", "import time, sys; time.sleep(0.2); sys.exit(3)"])
+        nx.window.ensure_operations()  # the app registers them once the window is shown
         tid = await nx.engine.submit("run_command", sub)
         await nx.engine.wait(tid)
         await until(lambda: seen, "the notification")

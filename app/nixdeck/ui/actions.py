@@ -1,9 +1,10 @@
 """The window's actions (toolbar, menus, shortcuts) and what each submits to the task engine.
 
-Each device action submits its task kind's operation. The submission is built from what the window
-knows (project directory, selected devices, dialog values) fitted to the operation's own pydantic
-model, so the UI holds no rules of its own: the model validates, and a refusal is shown, not raised.
-A kind whose operation is not registered says "not available yet".
+Each device action builds its operation's own pydantic submission (`BuildDeviceSubmission`,
+`DeployDevicesSubmission`, ...) from what the window knows (project directory, selected devices,
+dialog values). The models validate; a refusal (ValidationError, or the engine's UserError) is shown
+in the window, never raised. The operation modules are imported here only when an action runs, so
+the window starts without the SSH stack (see `NixDeckApp.register_operations`).
 """
 
 from __future__ import annotations
@@ -13,18 +14,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QStyle
 
 from nixdeck.core.errors import NixDeckError
-from nixdeck.core.ops.run_command import RunCommandSubmission
 from nixdeck.core.tasks.errors import UserError
 from nixdeck.core.tasks.model import TaskKind
 from nixdeck.core.tasks.submission import Submission
 from nixdeck.ui.devices_model import DeviceRow
-from nixdeck.ui.dialogs import DeployDialog, HostKeyDialog, ImageDialog, NewProjectDialog, RunCommandDialog
+from nixdeck.ui.dialogs import (
+    DeployDialog,
+    FlakeUpdateDialog,
+    HostKeyDialog,
+    ImageDialog,
+    NewProjectDialog,
+    RunCommandDialog,
+)
 
 if TYPE_CHECKING:
     from nixdeck.ui.mainwindow import MainWindow
@@ -46,13 +53,14 @@ DEVICE_ACTIONS = (
     ActionSpec("build", "&Build", "Ctrl+B", "Build the selected devices (or the whole project)",
                QStyle.StandardPixmap.SP_MediaPlay),
     ActionSpec("deploy", "&Deploy…", "Ctrl+D", "Deploy the selected devices", QStyle.StandardPixmap.SP_ArrowUp),
-    ActionSpec("update_flake", "&Update flake", "Ctrl+U", "Update the project's flake inputs",
+    ActionSpec("update_flake", "&Update flake…", "Ctrl+U", "Update the project's flake inputs (all or some)",
                QStyle.StandardPixmap.SP_BrowserReload),
     ActionSpec("build_image", "Build &image…", "Ctrl+I", "Build an installation image for a device",
                QStyle.StandardPixmap.SP_DriveHDIcon),
-    ActionSpec("run_vm", "Run &VM", "Ctrl+M", "Run the selected device as a NixOS VM",
+    ActionSpec("run_vm", "Run &VM", "Ctrl+M", "Run the selected devices as NixOS VMs (cancel the task to stop one)",
                QStyle.StandardPixmap.SP_ComputerIcon),
-    ActionSpec("run_command", "&Run command…", "Ctrl+R", "Run a local command as a tracked task",
+    ActionSpec("run_command", "&Run command…", "Ctrl+R",
+               "Run a command as a tracked task, locally or on the selected devices over SSH",
                QStyle.StandardPixmap.SP_CommandLink),
     ActionSpec("trust_host", "&Trust host key…", "Ctrl+K", "Fetch a device's host key and trust it",
                QStyle.StandardPixmap.SP_DialogApplyButton, toolbar=False),
@@ -67,16 +75,21 @@ PROJECT_ACTIONS = (
 )
 
 
-def fit(model: type[Submission], candidates: dict[str, Any]) -> Submission:
-    """A submission of `model` from the values the window has, keeping only fields the model has."""
-    fields = model.model_fields
-    return model.model_validate({k: v for k, v in candidates.items() if k in fields and v is not None})
+def refusal_text(e: ValidationError) -> str:
+    """A pydantic refusal as one readable line per problem ("limit: Input should be ...")."""
+    lines = []
+    for err in e.errors():
+        where = ".".join(str(x) for x in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"{where}: {msg}" if where else msg)
+    return "\n".join(lines) or str(e)
 
 
 class ActionController:
     """Creates the QActions of a MainWindow and carries them out.
 
     `dialog` is the dialog an action has open (tests drive it; it is `open()`ed, never exec'd).
+    `submitted` holds the asyncio tasks of the latest submissions (each resolves to a task id or None).
     """
 
     def __init__(self, window: MainWindow) -> None:
@@ -84,6 +97,7 @@ class ActionController:
         self.engine = window.engine
         self.actions: dict[str, QAction] = {}
         self.dialog: Any = None
+        self.submitted: list[Any] = []
         style = window.style()
         for spec in (*DEVICE_ACTIONS, *PROJECT_ACTIONS):
             act = QAction(spec.text, window)
@@ -125,20 +139,10 @@ class ActionController:
         self.toolbar = tb
 
     # -- availability ---------------------------------------------------------------------------
-    def available(self, kind: str) -> bool:
-        try:
-            self.engine.operation(kind)
-        except NixDeckError:
-            return False
-        return True
-
     def update_enabled(self) -> None:
         has_project = self.window.project is not None
         for name in ("deploy", "update_flake", "build_image", "run_vm", "trust_host", "build", "reload_project"):
             self.actions[name].setEnabled(has_project)
-
-    def not_available(self, what: str, kind: str) -> None:
-        self.window.show_status(f"{what}: not available yet (no {kind} operation in this build)", 8000)
 
     # -- dispatch -------------------------------------------------------------------------------
     def act(self, name: str) -> None:
@@ -152,10 +156,11 @@ class ActionController:
         p = self.window.project
         return str(p.path) if p is not None else None
 
-    def _base(self) -> dict[str, Any]:
-        """The project under the names operations use for it (only the model's own field is kept)."""
+    def _need_project(self, what: str) -> str | None:
         p = self._project_dir()
-        return {"project": p, "project_dir": p, "flake": p}
+        if p is None:
+            self.window.show_status(f"{what}: open a project first", 6000)
+        return p
 
     def _targets(self, what: str) -> list[DeviceRow] | None:
         rows = self.window.selected_devices()
@@ -164,19 +169,21 @@ class ActionController:
             return None
         return rows
 
-    def submit(self, kind: str, what: str, candidates: dict[str, Any], **opts: Any) -> None:
-        """Validate against the operation's model and submit; refusals are shown."""
-        if not self.available(kind):
-            self.not_available(what, kind)
-            return
-        op = self.engine.operation(kind)
+    def make(self, what: str, model: type[BaseModel], **fields: Any) -> Any:
+        """`model(**fields)`, or None after showing why the model refused them."""
         try:
-            sub = fit(op.submission_type, candidates)
+            return model(**fields)
         except ValidationError as e:
-            msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}" for err in e.errors())
-            self.window.show_error(f"{what}: invalid input", msgs)
+            self.window.show_error(f"{what}: invalid input", refusal_text(e))
+            return None
+
+    def submit(self, kind: str, what: str, sub: Submission | None, **opts: Any) -> None:
+        """Submit a validated submission as a task (None: already refused, nothing to do)."""
+        if sub is None:
             return
-        self.window.spawn(self._submit(kind, what, sub, opts), what)
+        self.window.ensure_operations()
+        self.submitted = [t for t in self.submitted if not t.done()]
+        self.submitted.append(self.window.spawn(self._submit(kind, what, sub, opts), what))
 
     async def _submit(self, kind: str, what: str, sub: Submission, opts: dict[str, Any]) -> int | None:
         opts.setdefault("project", self._project_dir())
@@ -190,74 +197,117 @@ class ActionController:
 
     # -- device actions -------------------------------------------------------------------------
     def do_build(self) -> None:
+        """Selected devices: one Build Device task each. None selected: one Build Project of all."""
+        from nixdeck.core.ops.nix_build import BuildDeviceSubmission, BuildProjectSubmission
+
+        project = self._need_project("Build")
+        if project is None:
+            return
         rows = self.window.selected_devices()
         if not rows:
-            if self.available(TaskKind.BUILD_PROJECT.value):
-                self.submit(TaskKind.BUILD_PROJECT.value, "Build project", {**self._base()})
-            else:
-                self.window.show_status("Build: select one or more devices first", 6000)
+            names = [r.name for r in self.window.model.rows() if r.state != "orphaned"]
+            sub = self.make("Build all", BuildProjectSubmission, project_dir=project)
+            # the task lists every device, so each device's "last build" finds it
+            self.submit(TaskKind.BUILD_PROJECT.value, "Build all", sub, devices=names)
             return
         for r in rows:
-            self.submit(TaskKind.BUILD_DEVICE.value, f"Build {r.name}",
-                        {**self._base(), "device": r.name, "devices": [r.name]})
+            sub = self.make(f"Build {r.name}", BuildDeviceSubmission, project_dir=project, device=r.name)
+            self.submit(TaskKind.BUILD_DEVICE.value, f"Build {r.name}", sub)
 
     def do_deploy(self) -> None:
-        rows = self._targets("Deploy")
-        if rows is None:
-            return
-        if not self.available(TaskKind.DEPLOY_DEVICES.value):
-            self.not_available("Deploy", TaskKind.DEPLOY_DEVICES.value)
+        from nixdeck.core.ops.deploy_fleet import DeployDevicesSubmission
+
+        project = self._need_project("Deploy")
+        rows = self._targets("Deploy") if project is not None else None
+        if project is None or rows is None:
             return
         dlg = DeployDialog([r.name for r in rows], [r.name for r in rows if r.target is None], parent=self.window)
 
         def accepted() -> None:
-            v = dlg.values()
-            self.submit(TaskKind.DEPLOY_DEVICES.value, "Deploy",
-                        {**self._base(), **v})
+            sub = self.make("Deploy", DeployDevicesSubmission, project_dir=project, **dlg.values())
+            self.submit(TaskKind.DEPLOY_DEVICES.value, "Deploy", sub)
 
         self._open(dlg, accepted)
 
     def do_update_flake(self) -> None:
-        self.submit(TaskKind.FLAKE_UPDATE.value, "Update flake", {**self._base()})
+        from nixdeck.core.ops.flake_update import FlakeUpdateSubmission
+
+        project = self._need_project("Update flake")
+        if project is None:
+            return
+        dlg = FlakeUpdateDialog(project, parent=self.window)
+
+        def accepted() -> None:
+            sub = self.make("Update flake", FlakeUpdateSubmission, project_dir=project, inputs=dlg.inputs(),
+                            commit=dlg.commit())
+            self.submit(TaskKind.FLAKE_UPDATE.value, "Update flake", sub)
+
+        self._open(dlg, accepted)
 
     def do_build_image(self) -> None:
-        if not self.available(TaskKind.BUILD_IMAGE.value):
-            self.not_available("Build image", TaskKind.BUILD_IMAGE.value)
+        from nixdeck.core.ops.image import BuildImageSubmission
+
+        project = self._need_project("Build image")
+        if project is None:
             return
         rows = self.window.selected_devices()
-        names = [r.name for r in self.window.model.rows()]
+        names = [r.name for r in self.window.model.rows() if r.state != "orphaned"]
         dlg = ImageDialog(names, rows[0].name if rows else None, parent=self.window)
 
         def accepted() -> None:
-            self.submit(TaskKind.BUILD_IMAGE.value, f"Build image of {dlg.device_name()}",
-                        {**self._base(), "device": dlg.device_name(),
-                         "format": dlg.image_format(), "image_format": dlg.image_format()})
+            what = f"Build {dlg.image_format()} image for {dlg.device_name()}"
+            sub = self.make(what, BuildImageSubmission, project_dir=project, device=dlg.device_name(),
+                            format=dlg.image_format())
+            self.submit(TaskKind.BUILD_IMAGE.value, what, sub)
 
         self._open(dlg, accepted)
 
     def do_run_vm(self) -> None:
-        rows = self._targets("Run VM")
-        if rows is None:
+        from nixdeck.core.ops.vm import RunVmSubmission
+
+        project = self._need_project("Run VM")
+        rows = self._targets("Run VM") if project is not None else None
+        if project is None or rows is None:
             return
-        self.submit(TaskKind.RUN_VM.value, f"Run VM of {rows[0].name}",
-                    {**self._base(), "device": rows[0].name})
+        for r in rows:
+            sub = self.make(f"Run VM of {r.name}", RunVmSubmission, project_dir=project, device=r.name)
+            self.submit(TaskKind.RUN_VM.value, f"Run VM of {r.name}", sub)
 
     def do_run_command(self) -> None:
         rows = self.window.selected_devices()
         names = [r.name for r in self.window.model.rows()]
         dlg = RunCommandDialog(names, rows[0].name if len(rows) == 1 else None, self._project_dir(),
-                               parent=self.window)
+                               selected=[r.name for r in rows], parent=self.window)
+        self._open(dlg, lambda: self._run_command(dlg))
 
-        def accepted() -> None:
-            try:
-                sub = RunCommandSubmission(argv=dlg.argv(), device=dlg.device_name(), cwd=dlg.working_dir())
-            except (ValidationError, ValueError) as e:
-                self.window.show_error("Run command: invalid input", str(e))
-                return
-            self.window.spawn(self._submit(TaskKind.RUN_COMMAND.value, "Run command", sub,
-                                           {"timeout": dlg.timeout_seconds()}), "Run command")
+    def _run_command(self, dlg: RunCommandDialog) -> None:
+        from nixdeck.core.ops.run_command import RunCommandSubmission
 
-        self._open(dlg, accepted)
+        try:
+            argv = dlg.argv()
+        except ValueError as e:
+            self.window.show_error("Run command: invalid input", f"cannot split the command: {e}")
+            return
+        what = "Run command"
+        if not dlg.over_ssh():
+            sub = self.make(what, RunCommandSubmission, argv=argv, device=dlg.device_name(),
+                            cwd=dlg.working_dir() or self._project_dir())
+            self.submit(TaskKind.RUN_COMMAND.value, what, sub, timeout=dlg.timeout_seconds())
+            return
+        from nixdeck.core.ops.ssh_command import SshCommandsSubmission, SshCommandSubmission
+
+        project = self._need_project(what)
+        devices = dlg.selected
+        if project is None or not devices:
+            return
+        if len(devices) == 1:
+            sub = self.make(what, SshCommandSubmission, project_dir=project, device=devices[0], argv=argv,
+                            command_timeout=dlg.timeout_seconds())
+            self.submit(TaskKind.SSH_COMMAND.value, what, sub)
+        else:
+            sub = self.make(what, SshCommandsSubmission, project_dir=project, devices=devices, argv=argv,
+                            command_timeout=dlg.timeout_seconds())
+            self.submit(TaskKind.SSH_COMMANDS.value, what, sub)
 
     def do_trust_host(self) -> None:
         rows = self._targets("Trust host key")

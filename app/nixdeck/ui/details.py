@@ -27,12 +27,13 @@ from nixdeck.core.tasks.model import TaskRecord
 from nixdeck.core.tasks.store import TaskStore
 from nixdeck.ui.bridge import EngineBridge
 from nixdeck.ui.details_panes import (
+    DerivationsPane,
     JobsPane,
     MessagesPane,
     OverviewPane,
     ProcessPane,
     StreamPane,
-    build_logs_pane,
+    derivation_rows,
     mono_font,
 )
 from nixdeck.ui.formatting import one_line
@@ -106,7 +107,7 @@ class TaskDetailsWindow(QWidget):
         self.jobs = JobsPane()
         self.messages = MessagesModel(self)
         self.message_panes: dict[str, MessagesPane] = {
-            name: MessagesPane(self.messages, levels) for name, levels in PANE_LEVELS.items()
+            name: MessagesPane(self.messages, levels, name=name) for name, levels in PANE_LEVELS.items()
         }
         self.stdout = StreamPane("stdout")
         self.stderr = StreamPane("stderr")
@@ -122,7 +123,7 @@ class TaskDetailsWindow(QWidget):
         self.tabs.addTab(self.stderr, "stderr")
         self.tabs.addTab(self.processes, "Process")
         self.tabs.addTab(self.submission, "Submission")
-        self._build_logs: QWidget | None = None
+        self.build_logs: DerivationsPane | None = None  # added once the task names derivations
 
         lay = QVBoxLayout(self)
         lay.addLayout(head)
@@ -173,10 +174,16 @@ class TaskDetailsWindow(QWidget):
             self._ticker.stop()
         elif t.started is not None and not self._ticker.isActive():
             self._ticker.start()
-        logs = t.result.get("build_logs")
-        if isinstance(logs, dict) and logs and self._build_logs is None:
-            self._build_logs = build_logs_pane({str(k): str(v) for k, v in logs.items()})
-            self.tabs.insertTab(self.tabs.indexOf(self.processes), self._build_logs, "Build logs")
+        drvs = derivation_rows(t.result)
+        if drvs and self.build_logs is None:
+            self.build_logs = DerivationsPane()
+            self.tabs.insertTab(self.tabs.indexOf(self.stdout), self.build_logs, "Build logs")
+        if self.build_logs is not None:
+            self.build_logs.set_derivations(drvs)
+            i = self.tabs.indexOf(self.build_logs)
+            failed = sum(1 for d in drvs if d.get("state") == "failed")
+            self.tabs.setTabText(i, f"Build logs ({len(drvs)})")
+            self.tabs.setTabIcon(i, state_icon("failed") if failed else QIcon())
 
     def _refresh_processes(self) -> None:
         procs = self.store.processes(self.task_id)
@@ -188,6 +195,7 @@ class TaskDetailsWindow(QWidget):
         self.stderr.set_processes(procs, live)
 
     def _refresh_messages(self) -> None:
+        self.messages.set_base(self.task.project)
         self.messages.set_messages(self.store.messages(self.task_id))
         for name, levels in PANE_LEVELS.items():
             n = self.messages.count(levels)
@@ -258,4 +266,6 @@ class TaskDetailsWindow(QWidget):
         for pane in (self.stdout, self.stderr):
             pane.log.set_live(False)
             pane.log.model.close()
+        if self.build_logs is not None:
+            self.build_logs.log.model.close()
         super().closeEvent(event)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import shlex
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,43 @@ def _scroll(inner: QWidget) -> QScrollArea:
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setWidget(inner)
     return area
+
+
+# result keys shown in their own pane, not in the Result box
+RESULT_ELSEWHERE = ("derivations",)
+# what one entry of a per-device result shows, in this order (e.g. a fleet deploy's `devices`)
+_ENTRY_FIELDS = ("state", "outcome", "exit_code", "out_path", "store_path", "error", "failed_units")
+
+
+def _entry_text(entry: dict[str, Any]) -> str:
+    parts = []
+    for k in _ENTRY_FIELDS:
+        v = entry.get(k)
+        if v is None or v == "" or v == []:
+            continue
+        parts.append(", ".join(map(str, v)) if isinstance(v, list) else str(v) if k in ("state", "outcome")
+                     else f"{k.replace('_', ' ')} {v}")
+    if entry.get("task") is not None:
+        parts.insert(0, f"task #{entry['task']}")
+    if isinstance(entry.get("log"), list) and entry["log"]:
+        parts.append(f"last {len(entry['log'])} log lines in its task")
+    return " · ".join(parts)
+
+
+def result_text(value: Any) -> str:
+    """A result value for people: per-device entries one per line, change lists by their summary."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float) or value is None:
+        return str(value)
+    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        return "\n".join(f"{k}: {_entry_text(v)}" for k, v in value.items())
+    if isinstance(value, list) and all(isinstance(v, dict) and "summary" in v for v in value):
+        return "\n".join(str(v["summary"]) for v in value) or "none"
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(map(str, value)) or "none"
+    text = json.dumps(value, indent=1, sort_keys=True, default=str)
+    return text if len(text) <= 2000 else text[:2000] + "…"
 
 
 class OverviewPane(QScrollArea):
@@ -151,9 +189,9 @@ class OverviewPane(QScrollArea):
             self.result_form.removeRow(0)
         self.result_buttons = []
         for key, value in result.items():
-            if key == "build_logs":
+            if key in RESULT_ELSEWHERE or value is None:
                 continue
-            text = value if isinstance(value, str) else repr(value) if not isinstance(value, int | float) else str(value)
+            text = result_text(value)
             row = QWidget()
             lay = QHBoxLayout(row)
             lay.setContentsMargins(0, 0, 0, 0)
@@ -203,8 +241,10 @@ class MessagesPane(QSplitter):
     Double-click copies the message's `file:line:column` (or its text when it has no location).
     """
 
-    def __init__(self, model: MessagesModel, levels: tuple[str, ...], parent: QWidget | None = None) -> None:
+    def __init__(self, model: MessagesModel, levels: tuple[str, ...], parent: QWidget | None = None,
+                 name: str = "messages") -> None:
         super().__init__(Qt.Orientation.Vertical, parent)
+        self.name = name.lower()
         self.proxy = LevelFilter(levels, self)
         self.proxy.setSourceModel(model)
         self.list = QListView(self)
@@ -219,15 +259,19 @@ class MessagesPane(QSplitter):
         self.detail.setPlaceholderText("Select a message to see it in full, with its trace.")
         self.addWidget(self.list)
         self.addWidget(self.detail)
-        self.setStretchFactor(0, 2)
+        self.setStretchFactor(0, 1)
         self.setStretchFactor(1, 1)
         self.list.selectionModel().currentChanged.connect(self._show)
         self.list.doubleClicked.connect(self.copy_location)
         self.proxy.rowsInserted.connect(self._select_first)
         self.proxy.modelReset.connect(self._select_first)
+        self._select_first()
 
     def _select_first(self, *_: Any) -> None:
-        if not self.list.currentIndex().isValid() and self.proxy.rowCount():
+        n = self.proxy.rowCount()
+        self.detail.setPlaceholderText("Select a message to see it in full, with its trace." if n
+                                       else f"Nix reported no {self.name} for this task.")
+        if not self.list.currentIndex().isValid() and n:
             self.list.setCurrentIndex(self.proxy.index(0, 0))
 
     def _show(self, cur: QModelIndex, _prev: QModelIndex) -> None:
@@ -359,17 +403,91 @@ class StreamPane(QWidget):
             self.log.notify_output()
 
 
-def build_logs_pane(logs: dict[str, str]) -> QWidget:
-    """Per-derivation build logs, when a task's result names them as `build_logs` {drv: file}."""
-    w = QWidget()
-    lay = QVBoxLayout(w)
-    combo = QComboBox(w)
-    view = LogView(None, w)
-    for drv, path in sorted(logs.items()):
-        combo.addItem(drv, path)
-    combo.currentIndexChanged.connect(lambda i: view.set_path(combo.itemData(i)))
-    lay.addWidget(combo)
-    lay.addWidget(view, 1)
-    if logs:
-        view.set_path(combo.itemData(0))
-    return w
+# a derivation's build state (core.nix.progress) drawn with the icon of the task state it resembles
+_DRV_ICON_STATES = {"done": "completed", "failed": "failed", "building": "running", "cancelled": "canceled",
+                    "unfinished": "interrupted", "stopped": "completed_with_warnings"}
+
+
+def derivation_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The derivations a Nix task built, from its result (`result["derivations"]`, see NixRun.derivations)."""
+    drvs = result.get("derivations")
+    if not isinstance(drvs, list):
+        return []
+    return [d for d in drvs if isinstance(d, dict) and d.get("drv")]
+
+
+class DerivationsPane(QSplitter):
+    """Build logs: each derivation built (name, state, host, log lines); the selected one's log below,
+    loaded lazily by a LogView. Failed derivations come first and the first of them is selected."""
+
+    COLUMNS = ("Derivation", "State", "Host", "Log lines")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(Qt.Orientation.Vertical, parent)
+        self.tree = QTreeWidget(self)
+        self.tree.setHeaderLabels(list(self.COLUMNS))
+        self.tree.setRootIsDecorated(False)
+        self.tree.setUniformRowHeights(True)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setColumnWidth(0, 420)
+        self.tree.setColumnWidth(1, 110)
+        self.tree.setColumnWidth(2, 180)
+        self.log = LogView(None, self)
+        self.info = QLabel()
+        self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.info.setWordWrap(True)
+        lower = QWidget(self)
+        lay = QVBoxLayout(lower)
+        lay.setContentsMargins(0, 4, 0, 0)
+        lay.addWidget(self.info)
+        lay.addWidget(self.log, 1)
+        self.addWidget(self.tree)
+        self.addWidget(lower)
+        self.setStretchFactor(0, 1)
+        self.setStretchFactor(1, 2)
+        self._shown: list[dict[str, Any]] = []
+        self.tree.currentItemChanged.connect(self._on_current)
+
+    def set_derivations(self, drvs: list[dict[str, Any]]) -> None:
+        if drvs == self._shown:
+            return
+        current = self.current_drv()
+        self._shown = list(drvs)
+        order = sorted(range(len(drvs)), key=lambda i: (drvs[i].get("state") != "failed", i))
+        self.tree.blockSignals(True)
+        self.tree.clear()
+        pick: QTreeWidgetItem | None = None
+        for i in order:
+            d = drvs[i]
+            state = str(d.get("state") or "")
+            lines = d.get("log_lines")
+            item = QTreeWidgetItem(self.tree, [str(d.get("name") or d["drv"]), state, str(d.get("host") or "local"),
+                                               str(lines) if lines is not None else ""])
+            item.setIcon(1, state_icon(_DRV_ICON_STATES.get(state, "pending")))
+            item.setData(0, Qt.ItemDataRole.UserRole, d)
+            item.setToolTip(0, str(d["drv"]))
+            item.setTextAlignment(3, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            if pick is None or d["drv"] == current:
+                pick = item
+        self.tree.blockSignals(False)
+        if pick is not None:
+            self.tree.setCurrentItem(pick)
+            self._on_current(pick, None)
+        else:
+            self._on_current(None, None)
+
+    def current_drv(self) -> str | None:
+        item = self.tree.currentItem()
+        d = item.data(0, Qt.ItemDataRole.UserRole) if item is not None else None
+        return str(d["drv"]) if isinstance(d, dict) else None
+
+    def _on_current(self, item: QTreeWidgetItem | None, _prev: QTreeWidgetItem | None) -> None:
+        d = item.data(0, Qt.ItemDataRole.UserRole) if item is not None else None
+        path = d.get("log_file") if isinstance(d, dict) else None
+        self.log.set_path(str(path) if path else None)
+        if not isinstance(d, dict):
+            self.info.setText("")
+        elif path:
+            self.info.setText(f"{d['drv']} — build log ({d.get('log_lines') or 0} lines)")
+        else:
+            self.info.setText(f"{d['drv']} — the builder printed no log")

@@ -1,7 +1,9 @@
 """The device table: a project's devices with their target, tags and last build / deploy.
 
-`DevicesModel` adapts `core.project.Project` plus the `TaskStore` (latest build_device / deploy_device
-task of each device); `DevicesFilter` narrows it by tag and text. No business logic here.
+`DevicesModel` adapts `core.project.Project` plus the `TaskStore`: a device's last build is the newest
+Build Device task of it or Build Project task that covered it (the device's own outcome, from that
+task's `result["devices"][name]`), its last deploy the newest Deploy to Device task (the children of
+a fleet deploy). `DevicesFilter` narrows the table by tag and text. No business logic here.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from nixdeck.core.tasks.model import TaskKind, TaskRecord, TaskState
 from nixdeck.core.tasks.store import TaskStore
 from nixdeck.ui.icons import state_icon
 
-BUILD_KINDS = (TaskKind.BUILD_DEVICE.value,)
+BUILD_KINDS = (TaskKind.BUILD_DEVICE.value, TaskKind.BUILD_PROJECT.value)
 DEPLOY_KINDS = (TaskKind.DEPLOY_DEVICE.value,)
+# how many recent whole-project builds that name no devices (e.g. `nixdeck build` from the CLI) are looked at
+PROJECT_BUILDS_SCANNED = 20
 NO_TARGET = "no target yet"
 
 Index = QModelIndex | QPersistentModelIndex
@@ -80,6 +84,28 @@ def task_cell(t: TaskRecord | None) -> str:
     return f"{t.state.label} · {when}" if when else t.state.label
 
 
+def device_outcome(t: TaskRecord, device: str) -> TaskRecord:
+    """`t` as it concerns one device: a Build Project task's per-device result decides the state
+    (built: completed, error: failed with that error); other tasks are their own outcome."""
+    if t.kind != TaskKind.BUILD_PROJECT.value:
+        return t
+    devices = t.result.get("devices")
+    mine = devices.get(device) if isinstance(devices, dict) else None
+    if not isinstance(mine, dict):
+        return t
+    if mine.get("error"):
+        return t.model_copy(update={"state": TaskState.FAILED, "error": str(mine["error"])})
+    if mine.get("out_path"):
+        state = t.state if t.state.ok else TaskState.COMPLETED
+        return t.model_copy(update={"state": state, "error": None})
+    return t
+
+
+def _covers(t: TaskRecord, device: str) -> bool:
+    devices = t.result.get("devices")
+    return isinstance(devices, dict) and device in devices
+
+
 def _state_color(state: TaskState) -> QColor | None:
     """Text colour of a last build/deploy cell: only outcomes that need attention stand out."""
     if state in (TaskState.FAILED, TaskState.TIMED_OUT, TaskState.INTERRUPTED):
@@ -112,7 +138,8 @@ class DevicesModel(QAbstractTableModel):
 
     def set_rows(self, rows: Sequence[DeviceRow]) -> None:
         self.beginResetModel()
-        self._rows = [self._with_tasks(r) for r in rows]
+        unnamed = self._project_builds()
+        self._rows = [self._with_tasks(r, unnamed) for r in rows]
         self.endResetModel()
 
     def set_project(self, project: Any) -> None:
@@ -139,16 +166,32 @@ class DevicesModel(QAbstractTableModel):
         found = self._store.list_tasks(device=device, kinds=list(kinds), limit=1)
         return found[0] if found else None
 
-    def _with_tasks(self, r: DeviceRow) -> DeviceRow:
-        return replace(r, last_build=self._latest(r.name, BUILD_KINDS), last_deploy=self._latest(r.name, DEPLOY_KINDS))
+    def _project_builds(self) -> list[TaskRecord]:
+        """Recent Build Project tasks recorded without devices (they name theirs in the result)."""
+        if self._store is None:
+            return []
+        recent = self._store.list_tasks(kinds=[TaskKind.BUILD_PROJECT.value], limit=PROJECT_BUILDS_SCANNED)
+        return [t for t in recent if not t.devices]
+
+    def _last_build(self, device: str, unnamed: list[TaskRecord]) -> TaskRecord | None:
+        candidates = [t for t in (self._latest(device, BUILD_KINDS),) if t is not None]
+        candidates += [t for t in unnamed if _covers(t, device)][:1]
+        if not candidates:
+            return None
+        return device_outcome(max(candidates, key=lambda t: t.id), device)
+
+    def _with_tasks(self, r: DeviceRow, unnamed: list[TaskRecord] | None = None) -> DeviceRow:
+        unnamed = self._project_builds() if unnamed is None else unnamed
+        return replace(r, last_build=self._last_build(r.name, unnamed), last_deploy=self._latest(r.name, DEPLOY_KINDS))
 
     def refresh_tasks(self, devices: Iterable[str] | None = None) -> None:
         """Re-read the last build/deploy of these devices (default: all) from the store."""
         wanted = None if devices is None else set(devices)
+        unnamed = self._project_builds()
         for i, r in enumerate(self._rows):
             if wanted is not None and r.name not in wanted:
                 continue
-            new = self._with_tasks(r)
+            new = self._with_tasks(r, unnamed)
             if new != r:
                 self._rows[i] = new
                 self.dataChanged.emit(self.index(i, self.BUILD), self.index(i, self.DEPLOY))
@@ -159,6 +202,9 @@ class DevicesModel(QAbstractTableModel):
         for t in tasks:
             if isinstance(t, TaskRecord) and t.kind in (*BUILD_KINDS, *DEPLOY_KINDS):
                 touched.update(t.devices)
+                devices = t.result.get("devices")
+                if t.kind == TaskKind.BUILD_PROJECT.value and isinstance(devices, dict):
+                    touched.update(str(d) for d in devices)
         if touched:
             self.refresh_tasks(touched)
 

@@ -4,14 +4,15 @@ which would re-enter the asyncio loop); callers read the values in a slot on `ac
 
 from __future__ import annotations
 
-import math
 import shlex
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
 NO_DEVICE = "(none)"
 IMAGE_FORMATS = ("sd-card", "iso", "qcow", "raw")
 DEPLOY_ACTIONS = ("switch", "boot", "test", "dry-activate")
+DEVICE_DEFAULT = "(each device's setting)"
 
 
 def _error_label() -> QLabel:
@@ -82,14 +84,23 @@ def _device_combo(devices: Sequence[str], current: str | None, allow_none: bool)
 
 
 class RunCommandDialog(_FormDialog):
-    """A local command as a task: argv line (split with shlex, never run by a shell), device, timeout."""
+    """A command as a task: argv line (split with shlex, never run by a local shell), timeout, and where:
+    locally (device tag, working directory) or on the selected devices over SSH."""
 
     def __init__(self, devices: Sequence[str] = (), device: str | None = None, cwd: str | None = None,
-                 parent: QWidget | None = None) -> None:
+                 selected: Sequence[str] = (), parent: QWidget | None = None) -> None:
         super().__init__("Run command", "Run", parent)
+        self.selected = list(selected)
         self.command = QLineEdit()
         self.command.setPlaceholderText("e.g. nix flake metadata  (split like a shell, never run by one)")
         self.command.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.ssh = QCheckBox("Run on the selected devices over SSH")
+        if self.selected:
+            self.ssh.setToolTip("On " + ", ".join(self.selected))
+            self.ssh.setText(f"Run on the selected devices over SSH ({_names(self.selected)})")
+        else:
+            self.ssh.setEnabled(False)
+            self.ssh.setToolTip("Select devices in the table first")
         self.device = _device_combo(devices, device, allow_none=True)
         self.timeout = QSpinBox()
         self.timeout.setRange(0, 7 * 24 * 3600)
@@ -98,11 +109,19 @@ class RunCommandDialog(_FormDialog):
         self.cwd = QLineEdit(cwd or "")
         self.cwd.setPlaceholderText("working directory (default: the project)")
         self.form.addRow("&Command:", self.command)
+        self.form.addRow("", self.ssh)
         self.form.addRow("&Device:", self.device)
         self.form.addRow("&Timeout:", self.timeout)
-        self.form.addRow("&Directory:", self.cwd)
+        self.form.addRow("Di&rectory:", self.cwd)
         self.command.textChanged.connect(self._validate)
+        self.ssh.toggled.connect(self._on_ssh)
+        self._on_ssh(False)
         self._validate()
+
+    def _on_ssh(self, on: bool) -> None:
+        for w in (self.device, self.cwd):
+            self.form.setRowVisible(w, not on)
+        self.adjustSize()
 
     def _validate(self) -> None:
         text = self.command.text()
@@ -120,6 +139,9 @@ class RunCommandDialog(_FormDialog):
     def argv(self) -> list[str]:
         return shlex.split(self.command.text())
 
+    def over_ssh(self) -> bool:
+        return self.ssh.isChecked() and bool(self.selected)
+
     def device_name(self) -> str | None:
         data = self.device.currentData()
         return str(data) if data else None
@@ -129,6 +151,45 @@ class RunCommandDialog(_FormDialog):
 
     def working_dir(self) -> str | None:
         return self.cwd.text().strip() or None
+
+
+def _names(names: Sequence[str], most: int = 4) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" +{len(names) - most}" if len(names) > most else "")
+
+
+class FlakeUpdateDialog(_FormDialog):
+    """Which inputs to update (none named: all) and whether to commit flake.lock."""
+
+    def __init__(self, project_dir: str, parent: QWidget | None = None) -> None:
+        super().__init__("Update flake", "Update", parent)
+        from nixdeck.core.ops.flake_update import root_inputs
+
+        try:
+            known = root_inputs((Path(project_dir) / "flake.lock").read_text())
+        except OSError:
+            known = None
+        self.known = known or []
+        self.names = QLineEdit()
+        self.names.setPlaceholderText("input names, e.g. nixpkgs  (empty: all inputs)")
+        hint = QLabel("Inputs of this flake: " + (", ".join(self.known) if self.known else "none locked yet"))
+        hint.setWordWrap(True)
+        hint.setEnabled(False)
+        self.commit_box = QCheckBox("Commit flake.lock (git)")
+        self.form.addRow("&Inputs:", self.names)
+        self.form.addRow("", hint)
+        self.form.addRow("", self.commit_box)
+        self.names.textChanged.connect(self._validate)
+
+    def _validate(self) -> None:
+        unknown = [n for n in self.inputs() if self.known and n.split("/", 1)[0] not in self.known]
+        self.set_error(f"the flake has no input {', '.join(unknown)}" if unknown else None)
+
+    def inputs(self) -> list[str]:
+        return [n for n in self.names.text().replace(",", " ").split() if n]
+
+    def commit(self) -> bool:
+        return self.commit_box.isChecked()
 
 
 class ImageDialog(_FormDialog):
@@ -151,50 +212,98 @@ class ImageDialog(_FormDialog):
         return self.format.currentText()
 
 
-def waves(devices: Sequence[str], limit: int) -> list[list[str]]:
-    """How a deploy limited to `limit` devices at a time proceeds (for display only)."""
-    size = max(1, limit)
-    return [list(devices[i:i + size]) for i in range(0, len(devices), size)]
-
-
 class DeployDialog(_FormDialog):
-    """Confirmation of a deploy: the devices, the activation action, the limit and the waves."""
+    """Confirmation of a deploy: devices, activation action, parallel limit, waves and failure budget.
 
-    def __init__(self, devices: Sequence[str], no_target: Sequence[str] = (), action: str = "switch",
-                 limit: int = 4, parent: QWidget | None = None) -> None:
+    `values()` gives the fields of `DeployDevicesSubmission` (without project_dir).
+    """
+
+    def __init__(self, devices: Sequence[str], no_target: Sequence[str] = (), action: str | None = None,
+                 limit: int = 10, parent: QWidget | None = None) -> None:
         super().__init__("Deploy", "Deploy", parent)
         self.devices = list(devices)
         self.no_target = list(no_target)
         self.action = QComboBox()
-        self.action.addItems(list(DEPLOY_ACTIONS))
-        self.action.setCurrentText(action)
+        self.action.addItem(DEVICE_DEFAULT, None)
+        for a in DEPLOY_ACTIONS:
+            self.action.addItem(a, a)
+        if action is not None:
+            self.action.setCurrentIndex(max(0, self.action.findData(action)))
+        self.confirm_note = QLabel()
+        self.confirm_note.setWordWrap(True)
         self.limit = QSpinBox()
         self.limit.setRange(1, max(1, len(self.devices)))
         self.limit.setValue(min(max(1, limit), max(1, len(self.devices))))
+        self.limit.setToolTip("How many devices deploy at the same time")
+        self.waves = QLineEdit()
+        self.waves.setPlaceholderText("e.g. 1,10%,100%  (empty: one wave)")
+        self.waves.setToolTip("Cumulative device counts or percentages; a wave ends before the next starts")
+        self.max_failures = QSpinBox()
+        self.max_failures.setRange(-1, max(0, len(self.devices)))
+        self.max_failures.setValue(-1)
+        self.max_failures.setSpecialValueText("default")
+        self.max_failures.setToolTip("Halt the rollout after more failed devices than this "
+                                     "(default: 0 with waves, no limit without)")
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.form.addRow("Devices:", QLabel(", ".join(self.devices) or "none selected"))
+        devices_label = QLabel(_names(self.devices, 8) or "none selected")
+        devices_label.setWordWrap(True)
+        devices_label.setToolTip(", ".join(self.devices))
+        self.form.addRow("Devices:", devices_label)
         self.form.addRow("&Action:", self.action)
+        self.form.addRow("", self.confirm_note)
         self.form.addRow("&Limit:", self.limit)
-        self.form.addRow("Waves:", self.summary)
+        self.form.addRow("&Waves:", self.waves)
+        self.form.addRow("Max &failures:", self.max_failures)
+        self.form.addRow("Rollout:", self.summary)
         self.limit.valueChanged.connect(self._update)
+        self.waves.textChanged.connect(self._update)
+        self.action.currentIndexChanged.connect(self._update)
         self._update()
-        if not self.devices:
-            self.set_error("select the devices to deploy")
-        elif self.no_target:
-            self.set_error(f"no target yet for {', '.join(self.no_target)}: set their host first")
+
+    def action_value(self) -> str | None:
+        data = self.action.currentData()
+        return str(data) if data else None
+
+    def wave_spec(self) -> list[str]:
+        return [w.strip() for w in self.waves.text().split(",") if w.strip()]
 
     def _update(self) -> None:
-        w = waves(self.devices, self.limit.value())
-        lines = [f"{i + 1}. {', '.join(names)}" for i, names in enumerate(w[:6])]
-        if len(w) > 6:
-            lines.append(f"… {len(w) - 6} more")
-        n = math.ceil(len(self.devices) / max(1, self.limit.value())) if self.devices else 0
-        self.summary.setText(f"{n} wave{'s' if n != 1 else ''}\n" + "\n".join(lines))
+        from nixdeck.core.ops.activation import has_confirm, no_confirm_reason
+        from nixdeck.core.ops.deploy_fleet import parse_waves
+
+        act = self.action_value()
+        if act is None:
+            self.confirm_note.setText("Each device's own action (inventory), confirmed and rolled back where it "
+                                      "is switch or test.")
+        elif has_confirm(act):
+            self.confirm_note.setText(f"{act}: the device must answer after activation, else it is rolled back.")
+        else:
+            self.confirm_note.setText(no_confirm_reason(act).capitalize() + ".")
+        error = None
+        try:
+            marks = parse_waves(self.wave_spec(), len(self.devices)) if self.devices else []
+        except ValueError as e:
+            marks, error = [], str(e)
+        groups = [self.devices[a:b] for a, b in zip([0, *marks], marks, strict=False)]
+        lines = [f"{i + 1}. {_names(g)}" for i, g in enumerate(groups[:6])]
+        if len(groups) > 6:
+            lines.append(f"… {len(groups) - 6} more")
+        n = len(groups)
+        self.summary.setText(f"{n} wave{'s' if n != 1 else ''}, at most {self.limit.value()} at a time\n"
+                             + "\n".join(lines))
+        if not self.devices:
+            error = "select the devices to deploy"
+        elif self.no_target:
+            error = f"no target yet for {', '.join(self.no_target)}: set their host first"
+        self.set_error(error)
 
     def values(self) -> dict[str, Any]:
-        return {"devices": self.devices, "action": self.action.currentText(), "limit": self.limit.value()}
+        """The fields of DeployDevicesSubmission this dialog decides."""
+        mf = self.max_failures.value()
+        return {"devices": self.devices, "action": self.action_value(), "limit": self.limit.value(),
+                "waves": self.wave_spec(), "max_failures": None if mf < 0 else mf}
 
 
 class HostKeyDialog(QDialog):

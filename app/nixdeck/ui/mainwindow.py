@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
 from PySide6.QtGui import QCloseEvent, QIcon
@@ -31,14 +31,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from nixdeck.core.project.errors import ProjectError
-from nixdeck.core.project.project import Project
+from nixdeck.core.errors import NixDeckError
 from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.store import TaskStore
 from nixdeck.ui.bridge import EngineBridge
 from nixdeck.ui.details import TaskDetailsWindow
 from nixdeck.ui.devices_model import DeviceRow, DevicesFilter, DevicesModel
 from nixdeck.ui.tasks_dock import TasksDock
+
+if TYPE_CHECKING:  # core.project pulls in the SSH stack (asyncssh): imported when a project opens
+    from nixdeck.core.project.project import Project
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class MainWindow(QMainWindow):
         self.store, self.engine, self.bridge, self.settings = store, engine, bridge, settings
         self.project: Project | None = None
         self.may_close = False
+        self.operations_ready = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._details: dict[int, QWidget] = {}
         self._error_box: QMessageBox | None = None
@@ -195,9 +198,31 @@ class MainWindow(QMainWindow):
         task.add_done_callback(done)
         return task
 
+    def ensure_operations(self) -> None:
+        """Register every operation with the engine, once (the app does it right after the window is
+        shown; actions call it before submitting, so it never matters who comes first)."""
+        if self.operations_ready:
+            return
+        from nixdeck.core.ops import all_operations
+
+        for op in all_operations():
+            try:
+                self.engine.operation(op.kind)
+            except NixDeckError:
+                self.engine.register(op)
+        self.operations_ready = True
+        self.tasks_dock.update_actions()
+        for win in self._details.values():
+            refresh = getattr(win, "refresh_all", None)
+            if callable(refresh):
+                refresh()
+
     # -- project --------------------------------------------------------------------------------
     async def load_project(self, path: str | Path) -> bool:
         """Open a project directory and show its devices; errors go to the status bar and a message."""
+        from nixdeck.core.project.errors import ProjectError
+        from nixdeck.core.project.project import Project
+
         self.show_status(f"Opening {path}…")
         try:
             project = await Project.open_async(path)

@@ -6,6 +6,7 @@ the way Picard splits its log view.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
@@ -48,12 +49,42 @@ def location(m: MessageRecord | dict[str, Any]) -> str:
     return loc
 
 
+SOURCE_CONTEXT = 2  # lines shown before the one a message points at
+MAX_SOURCE_BYTES = 4 * 1024 * 1024
+
+
+def source_excerpt(file: str | None, line: int | None, column: int | None = None) -> str:
+    """The lines of `file` up to `line` (numbered, as Nix prints them) with a caret under `column`;
+    "" when the file cannot be read (e.g. a store path that is gone)."""
+    if not file or not line or line < 1:
+        return ""
+    try:
+        p = Path(file)
+        if not p.is_file() or p.stat().st_size > MAX_SOURCE_BYTES:
+            return ""
+        lines = p.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    if line > len(lines):
+        return ""
+    width = len(str(line))
+    out = [f"  {n:>{width}}| {lines[n - 1]}" for n in range(max(1, line - SOURCE_CONTEXT), line + 1)]
+    if column and column > 0:
+        out.append(f"  {'':>{width}}| {' ' * (column - 1)}^")
+    return "\n".join(out)
+
+
 def detail_text(m: MessageRecord) -> str:
-    """The whole message with its location and trace, outermost frame first."""
+    """The whole message with its location, the source there, and the trace (outermost frame first)."""
     out = [m.message]
     loc = location(m)
     if loc:
         out.append(f"  at {loc}")
+        src = source_excerpt(m.file, m.line, m.column)
+        if src:
+            out += ["", src]
+    if m.trace:
+        out += ["", "Trace:"]
     for frame in m.trace:
         text = str(frame.get("message") or "").strip()
         floc = location(frame)
@@ -67,6 +98,15 @@ class MessagesModel(QAbstractListModel):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._items: list[MessageRecord] = []
+        self._base = ""
+
+    def set_base(self, directory: str | None) -> None:
+        """List locations relative to this directory (the task's project); details keep them whole."""
+        base = directory.rstrip("/") + "/" if directory else ""
+        if base != self._base:
+            self.beginResetModel()
+            self._base = base
+            self.endResetModel()
 
     def set_messages(self, messages: list[MessageRecord]) -> None:
         """Show `messages`; when they extend what is shown, only the new ones are inserted."""
@@ -98,6 +138,8 @@ class MessagesModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             first = m.message.strip().splitlines()[0] if m.message.strip() else "(empty message)"
             loc = location(m)
+            if self._base and loc.startswith(self._base):
+                loc = loc[len(self._base):]
             return f"{loc} — {first}" if loc else first
         if role == Qt.ItemDataRole.DecorationRole:
             return level_icon(m.level)

@@ -1,8 +1,14 @@
-"""`python -m nixdeck.ui.screenshots OUTDIR [--project DIR]`: pictures of the window for the docs.
+"""`python -m nixdeck.ui.screenshots OUTDIR`: pictures of the window for the docs.
 
-Starts the real app offscreen on a throw-away data dir and a copy of the project (by default the
-test fleet of this source tree), runs a good and a failing build (run commands where the build
-operation is not there), and saves `main-window.png` and `task-details.png` into OUTDIR.
+Runs the real app offscreen on a throw-away data dir with the embedded demo fleet (its simulated
+devices started on 127.0.0.61+, stopped at the end), plus the test fleet's `bad-undef` device added to
+the demo copy so one build fails. Through the window's own actions it builds every demo device,
+deploys two of them and builds the broken one, then saves into OUTDIR:
+
+- `main-window.png`: devices with their last build/deploy, the Tasks dock with completed and failed
+  tasks and the deploy expanded;
+- `task-details.png`: the failed build on its Errors pane (file:line and trace);
+- `deploy-details.png`: the deploy parent's details (per-device outcome, children).
 """
 
 from __future__ import annotations
@@ -11,107 +17,101 @@ import argparse
 import asyncio
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-FLEET = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "fleet"
+BROKEN = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "fleet" / "devices" / "bad-undef.nix"
+FIRST_OCTET = 61
 SIZE = (1280, 800)
 DETAILS_SIZE = (1100, 720)
+DEMO_BUILT = ("gateway", "kiosk-1", "kiosk-2", "sensor-hub")
+DEPLOYED = ("kiosk-1", "kiosk-2")
+GIT_ENV = {"GIT_AUTHOR_NAME": "NixDeck", "GIT_AUTHOR_EMAIL": "demo@nixdeck.invalid",
+           "GIT_COMMITTER_NAME": "NixDeck", "GIT_COMMITTER_EMAIL": "demo@nixdeck.invalid", "GIT_CONFIG_NOSYSTEM": "1"}
 
 
-def _prepare_project(src: Path, work: Path) -> Path:
-    dest = work / src.name
-    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".git", "result*"))
-    return dest
+def prepare_fleet(fleet: Path) -> None:
+    """Add the test fleet's device with a typo (undefined variable), committed so the flake sees it."""
+    shutil.copy(BROKEN, fleet / "devices" / BROKEN.name)
+    env = {**os.environ, **GIT_ENV}
+    for args in (["add", "-A"], ["-c", "commit.gpgsign=false", "commit", "-q", "-m", "Screenshots: add a broken device"]):
+        subprocess.run(["git", "-C", str(fleet), *args], env=env, check=True, capture_output=True)
 
 
-def _decorate(project: object) -> None:
-    """Targets and tags, so the table shows what a real fleet looks like."""
-    from nixdeck.core.project.project import Project
-
-    assert isinstance(project, Project)
-    names = {d.name for d in project.devices}
-    hosts = {"web1": "10.20.0.11", "web2": "10.20.0.12", "db1": "10.20.0.21", "units-fail": "10.20.0.31"}
-    for name, host in hosts.items():
-        if name in names:
-            project.set_fields(name, {"host": host})
-    if "web2" in names:
-        project.set_fields("web2", {"port": 2222, "user": "deploy"})
-    for tag, members in {"web": ["web1", "web2"], "prod": ["web1", "web2", "db1"], "db": ["db1"],
-                         "lab": ["units-fail", "slow-build", "big-log", "warn-trace"]}.items():
-        present = [m for m in members if m in names]
-        if present:
-            project.tag(present, tag)
+async def _until(cond: Callable[[], Any], what: str, limit: float = 120.0) -> Any:
+    async with asyncio.timeout(limit):
+        while True:
+            v = cond()
+            if v:
+                return v
+            await asyncio.sleep(0.05)
+    raise AssertionError(what)  # pragma: no cover - asyncio.timeout raises first
 
 
-def _show_tab(window: object, name: str) -> None:
-    """Bring a tab of the details window to the front when it has one by that name."""
-    from PySide6.QtWidgets import QTabWidget, QWidget
+async def _shoot(nx: Any, outdir: Path) -> list[Path]:
+    from nixdeck.ui.details import TaskDetailsWindow
+    from nixdeck.ui.dialogs import DeployDialog
 
-    if not isinstance(window, QWidget):
-        return
-    for tabs in window.findChildren(QTabWidget):
-        for i in range(tabs.count()):
-            if tabs.tabText(i).replace("&", "").lower().startswith(name):
-                tabs.setCurrentIndex(i)
-                return
-
-
-async def _shoot(nx: object, outdir: Path) -> list[Path]:
-    from nixdeck.core.ops.run_command import RunCommandSubmission
-    from nixdeck.ui.app import NixDeckApp
-
-    assert isinstance(nx, NixDeckApp)
     await nx.start()
     w = nx.window
     w.resize(*SIZE)
-    if w.project is not None:
-        _decorate(w.project)
-        w.set_project(w.project)
-    engine = nx.engine
-    project = str(w.project.path) if w.project is not None else None
-    ids: list[int] = []
-    failing: int | None = None
-    if nx.window.commands.available("build_device") and w.project is not None:
-        w.select_devices(["web1", "fail-build"])
-        w.commands.act("build")
-        for _ in range(200):
-            await asyncio.sleep(0.05)
-            ids = [t.id for t in nx.store.list_tasks(kinds=["build_device"])]
-            if len(ids) >= 2:
-                break
-    else:
-        def nix_build(device: str) -> RunCommandSubmission:
-            attr = f".#nixosConfigurations.{device}.config.system.build.toplevel"
-            return RunCommandSubmission(argv=["nix", "build", "--no-link", attr], device=device, cwd=project)
+    store, engine = nx.store, nx.engine
 
-        good, bad = nix_build("web1"), nix_build("fail-build")
-        ids = [await engine.submit("run_command", good, project=project),
-               await engine.submit("run_command", bad, project=project)]
-    results = [await engine.wait(i) for i in ids]
-    if not ids:
-        return []
-    failing = next((t.id for t in results if not t.state.ok), ids[-1] if ids else None)
+    def new_ids(kind: str, seen: set[int]) -> list[int]:
+        return [t.id for t in store.list_tasks(kinds=[kind]) if t.id not in seen]
+
+    # every demo device builds
+    w.select_devices(list(DEMO_BUILT))
+    w.commands.act("build")
+    builds = await _until(lambda: len(new_ids("build_device", set())) == len(DEMO_BUILT) and
+                          new_ids("build_device", set()), "the builds are submitted")
+    for tid in builds:
+        await engine.wait(tid)
+    # two of them deploy
+    w.select_devices(list(DEPLOYED))
+    w.commands.act("deploy")
+    dlg = w.commands.dialog
+    assert isinstance(dlg, DeployDialog), dlg
+    dlg.accept()
+    (deploy,) = await _until(lambda: new_ids("deploy_devices", set()), "the deploy is submitted")
+    deployed = await engine.wait(deploy)
+    # the broken device fails
+    w.select_devices(["bad-undef"])
+    w.commands.act("build")
+    (failing,) = await _until(lambda: new_ids("build_device", set(builds)), "the failing build is submitted")
+    failed = await engine.wait(failing)
+    print(f"builds done, deploy {deployed.state.value}, bad-undef {failed.state.value}", file=sys.stderr)
+
     nx.bridge.flush()
+    await asyncio.sleep(0.3)
+    dock = w.tasks_dock
+    for child in store.children(deploy):
+        dock.select_task(child.id)  # expands the deploy
+    dock.select_task(deploy)
+    w.select_devices(list(DEPLOYED))
+    w.table.setFocus()
     await asyncio.sleep(0.5)
-    w.select_devices(["web1"])
-    await asyncio.sleep(0.2)
     outdir.mkdir(parents=True, exist_ok=True)
     saved: list[Path] = []
-    main_png = outdir / "main-window.png"
-    w.grab().save(str(main_png))
-    saved.append(main_png)
-    if failing is not None:
-        details = w.open_task_details(failing)
-        if details is not None:
-            details.resize(*DETAILS_SIZE)
-            await asyncio.sleep(0.5)
-            _show_tab(details, "stderr")
-            await asyncio.sleep(0.8)
-            png = outdir / "task-details.png"
-            details.grab().save(str(png))
-            saved.append(png)
+
+    def save(widget: Any, name: str) -> None:
+        path = outdir / name
+        widget.grab().save(str(path))
+        saved.append(path)
+
+    save(w, "main-window.png")
+    for tid, name, tab in ((failing, "task-details.png", "Errors"), (deploy, "deploy-details.png", "Overview")):
+        details = w.open_task_details(tid)
+        assert isinstance(details, TaskDetailsWindow)
+        details.resize(*DETAILS_SIZE)
+        details.show_tab(tab)
+        await asyncio.sleep(0.6)
+        save(details, name)
+        details.close()
     nx.quit_now()
     if nx._done is not None:
         await nx._done.wait()
@@ -120,34 +120,39 @@ async def _shoot(nx: object, outdir: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m nixdeck.ui.screenshots")
-    p.add_argument("outdir", type=Path)
-    p.add_argument("--project", type=Path, help="project to show (copied first); default: the test fleet")
+    p.add_argument("outdir", type=Path, help="where the PNGs go (the docs use docs/screenshots)")
+    p.add_argument("--first-octet", type=int, default=FIRST_OCTET,
+                   help=f"the demo devices listen on 127.0.0.N from this N on (default {FIRST_OCTET})")
     args = p.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("NO_COLOR", "1")
-    src = args.project or FLEET
-    if not (src / "flake.nix").is_file():
-        print(f"screenshots: {src} is not a flake directory", file=sys.stderr)
-        return 2
     import qasync
     from PySide6.QtWidgets import QApplication
 
+    from nixdeck.core.project.demo import start_demo, stop_demo
     from nixdeck.ui.app import NixDeckApp
 
     with tempfile.TemporaryDirectory(prefix="nixdeck-shots-") as tmp:
         work = Path(tmp)
         os.environ["XDG_CACHE_HOME"] = str(work / "cache")
-        project = _prepare_project(src, work)
-        app = QApplication.instance() or QApplication(["nixdeck-screenshots"])
-        assert isinstance(app, QApplication)
-        app.setStyle("Fusion")
-        loop = qasync.QEventLoop(app)
-        asyncio.set_event_loop(loop)
-        nx = NixDeckApp(work / "data", project=str(project))
+        data = work / "data"
+        data.mkdir()
+        demo = start_demo(data, first_octet=args.first_octet)
         try:
-            saved = loop.run_until_complete(_shoot(nx, args.outdir))
+            prepare_fleet(demo.fleet)
+            app = QApplication.instance() or QApplication(["nixdeck-screenshots"])
+            assert isinstance(app, QApplication)
+            app.setStyle("Fusion")
+            loop = qasync.QEventLoop(app)
+            asyncio.set_event_loop(loop)
+            nx = NixDeckApp(data, project=str(demo.fleet))
+            try:
+                saved = loop.run_until_complete(_shoot(nx, args.outdir))
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
         finally:
-            loop.close()
+            stop_demo(data)
     for path in saved:
         print(path)
     return 0

@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -200,9 +201,44 @@ def _pid_ns_for_children(pid: int) -> str | None:
         return None
 
 
-def _sync_inventory(project: Project, fleet: SimFleet) -> list[Change]:
-    """Point the demo inventory at the running devices and the demo's client key."""
+def _demo_signing_key(data_dir: Path) -> tuple[Path, str]:
+    """The demo project's closure-signing key (made once) and its public half.
+
+    Deploys to the demo use the safe setting a real fleet should use: NixDeck signs each closure
+    with this key and the simulated devices trust its public half (no `--no-check-sigs`)."""
+    secret = data_dir / "demo" / "signing-key.sec"
+    nix = ["nix", "--extra-experimental-features", "nix-command"]
+    try:
+        if not secret.is_file():
+            made = subprocess.run([*nix, "key", "generate-secret", "--key-name", "nixdeck-demo-1"],
+                                  capture_output=True, text=True, check=True, timeout=30)
+            secret.parent.mkdir(parents=True, exist_ok=True)
+            tmp = secret.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(made.stdout.strip() + "\n")
+            os.replace(tmp, secret)
+        public = subprocess.run([*nix, "key", "convert-secret-to-public"], input=secret.read_text(),
+                                capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise DemoError(f"demo: cannot make the signing key with nix: {exc}") from None
+    return secret, public
+
+
+def _trust_signing_key(fleet: SimFleet, public: str) -> None:
+    """Each simulated device's nix.conf trusts the demo's signing key."""
+    line = f"trusted-public-keys = {public}\n"
+    for dev in fleet.devices:
+        conf = dev.nix_conf_dir / "nix.conf"
+        text = conf.read_text()
+        if line not in text:
+            atomic_write(conf, (text + line).encode(), backup=False)
+
+
+def _sync_inventory(project: Project, fleet: SimFleet, signing_key: Path) -> list[Change]:
+    """Point the demo inventory at the running devices, the demo's client key and signing key."""
     changes = [project.set_defaults({"identity_file": str(fleet.client_key)})]
+    changes.append(project.set_project_settings({"signing_key": str(signing_key)}))
     for dev in fleet.devices:
         s = project.device(dev.name).settings
         want: dict[str, object] = {}
@@ -264,7 +300,9 @@ def start_demo(
                 ))  # fmt: skip
             _write_state(data_dir, devices, fleet_dir)
             fleet.trust_all(KnownHosts.in_data_dir(data_dir))
-            changes = _sync_inventory(project, fleet)
+            secret, public = _demo_signing_key(data_dir)
+            _trust_signing_key(fleet, public)
+            changes = _sync_inventory(project, fleet, secret)
             if changes:
                 asyncio.run(gitrepo.commit_paths(fleet_dir, "Demo: point the inventory at the simulated devices",
                                                  INVENTORY_FILE))
