@@ -96,7 +96,7 @@ def test_build_argv() -> None:
     s = BuildSettings(builders="ssh-ng://b1 x86_64-linux - 4", builders_use_substitutes=True, max_jobs=0)
     cmd = NixCommands(V28, "/usr/bin/nix", s).build([".#a", ".#b"])
     assert cmd.argv == ["/usr/bin/nix", "build", "--json", "--no-link", "--builders", "ssh-ng://b1 x86_64-linux - 4",
-                        "--option", "builders-use-substitutes", "true", "--max-jobs", "0", ".#a", ".#b",
+                        "--option", "builders-use-substitutes", "true", "--max-jobs", "0", "--show-trace", ".#a", ".#b",
                         "--log-format", "internal-json", "-v"]
     assert cmd.env["NO_COLOR"] == "1" and "nix-command flakes" in cmd.env["NIX_CONFIG"]
     with pytest.raises(ValueError):

@@ -88,6 +88,8 @@ def test_build_device_and_failing_devices(tmp_path: Path, data_dir: Path) -> Non
             if line is not None:
                 assert hit.file == str(fleet / "devices" / f"{d}.nix") and hit.line == line, (d, hit)
                 assert f"{fleet}/devices/{d}.nix:{line}:" in (rec.error or "")
+            if d == "bad-type":  # evaluations run with --show-trace: the frames reach the errors pane
+                assert any("while evaluating" in (f.get("message") or "") for f in hit.trace), hit.trace
 
     run_ops(data_dir, scenario)
 

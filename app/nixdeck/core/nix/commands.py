@@ -113,6 +113,11 @@ def _check_args(values: Sequence[str], what: str) -> list[str]:
     return out
 
 
+# Evaluation errors carry their trace (the "while evaluating … / from call site …" frames the task
+# details show); without it Nix 2.8 gives only the innermost location and a hint to re-run.
+SHOW_TRACE = ("--show-trace",)
+
+
 class NixCommands:
     """Builds argv for one installed Nix (`nix` path and version)."""
 
@@ -134,13 +139,13 @@ class NixCommands:
         inst = _check_args(installables, "installable")
         link = ["--out-link", out_link] if out_link else ["--no-link"]
         s = (settings or self.settings).argv()
-        return self._cmd("build", "--json", *link, *s, *inst, json_stdout=True)
+        return self._cmd("build", "--json", *link, *s, *SHOW_TRACE, *inst, json_stdout=True)
 
     def eval_json(self, installable: str, *, apply: str | None = None) -> NixCommand:
         """`nix eval --json INSTALLABLE [--apply FN]`."""
         (inst,) = _check_args([installable], "installable")
         extra = ["--apply", apply] if apply else []
-        return self._cmd("eval", "--json", inst, *extra, json_stdout=True)
+        return self._cmd("eval", "--json", *SHOW_TRACE, inst, *extra, json_stdout=True)
 
     def log(self, drv_path: str) -> NixCommand:
         """`nix log DRV`: the stored build log (plain text on stdout)."""
