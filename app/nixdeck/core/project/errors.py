@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nixdeck.core.errors import NixDeckError
 
-class ProjectError(Exception):
+
+class ProjectError(NixDeckError):
     """Base class: a user-facing problem with a project, its inventory or its flake."""
 
     def __init__(

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nixdeck.core.errors import NixDeckError
 
-class SshError(Exception):
+
+class SshError(NixDeckError):
     """Base of every SSH-layer failure; `str(err)` is the human reason."""
 
     def __init__(self, reason: str, *, host: str = "", port: int = 22) -> None:
