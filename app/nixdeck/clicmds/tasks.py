@@ -42,6 +42,12 @@ def register(sub: Any) -> None:
     sh.add_argument("--lines", type=int, default=20, help="output lines per stream (default 20)")
     sh.set_defaults(func=cmd_show)
 
+    lg = tsub.add_parser("log", help="a task's full output (stdout and stderr of its processes), optionally followed")
+    lg.add_argument("id", type=int)
+    lg.add_argument("--stream", choices=["stdout", "stderr", "both"], default="both")
+    lg.add_argument("--follow", "-f", action="store_true", help="keep printing until the task ends")
+    lg.set_defaults(func=cmd_log)
+
     ca = tsub.add_parser("cancel", help="cancel a task and its children")
     ca.add_argument("id", type=int)
     ca.set_defaults(func=cmd_cancel)
@@ -149,6 +155,43 @@ def cmd_show(args: argparse.Namespace) -> int:
                 w(f"  {stream} ({p[f'{stream}_size']} bytes, {p[f'{stream}_path']}):\n")
                 w("".join(f"    {ln}\n" for ln in p[f"{stream}_tail"]))
     return EXIT_OK if t["state"] in ("completed", "completed_with_warnings") or t["ended"] is None else EXIT_FAILED
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    """Print every process's output of a task in order; with --follow, also what is appended later."""
+    import time
+
+    store = open_store(args)
+    store.get(args.id)  # unknown id: a clear error
+    streams = ["stdout", "stderr"] if args.stream == "both" else [args.stream]
+    offsets: dict[str, int] = {}
+    out = sys.stdout.buffer
+
+    def pump() -> None:
+        for p in store.processes(args.id):
+            for stream in streams:
+                path = getattr(p, f"{stream}_path")
+                if not path:
+                    continue
+                key = f"{p.id}:{stream}"
+                try:
+                    with open(path, "rb") as f:
+                        f.seek(offsets.get(key, 0))
+                        while chunk := f.read(1 << 20):
+                            if key not in offsets and args.stream == "both":
+                                out.write(f"==> process {p.id} {stream}: {shlex.join(p.argv)[:120]}\n".encode())
+                            offsets[key] = offsets.get(key, 0) + len(chunk)
+                            out.write(chunk)
+                except FileNotFoundError:
+                    continue
+        out.flush()
+
+    pump()
+    while args.follow and not store.get(args.id).state.terminal:
+        time.sleep(0.25)
+        pump()
+    pump()
+    return EXIT_OK
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
