@@ -106,11 +106,24 @@ def test_eval_undef_226_glued_location() -> None:
 
 
 def test_glued_location_in_trace_frames() -> None:
+    """Nix lists trace frames innermost first; the location is the innermost frame in a real file."""
     line = (b'@nix {"action":"msg","level":0,"msg":"error: x","raw_msg":"x","file":null,"line":null,'
-            b'"column":null,"trace":[{"raw_msg":"outer","file":"/a.nix:1:2"},{"raw_msg":"inner","file":"/b.nix:3:4"}]}\n')
+            b'"column":null,"trace":[{"raw_msg":"builtin","file":"<nix/derivation-internal.nix>:37:12"},'
+            b'{"raw_msg":"inner","file":"/b.nix:3:4"},{"raw_msg":"outer","file":"/a.nix:1:2"}]}\n')
     (err,) = parse(line).messages["error"]
     assert (err.file, err.line, err.column) == ("/b.nix", 3, 4)
-    assert [(f.file, f.line, f.column) for f in err.trace] == [("/a.nix", 1, 2), ("/b.nix", 3, 4)]
+    assert [(f.file, f.line, f.column) for f in err.trace] == [
+        ("<nix/derivation-internal.nix>", 37, 12), ("/b.nix", 3, 4), ("/a.nix", 1, 2)]
+
+
+def test_226_type_error_with_trace_points_at_the_users_file() -> None:
+    """Real Nix 2.26 --show-trace output: the error's own position is inside Nix's derivation builtin;
+    the location shown is the innermost frame in the user's tree."""
+    (err,) = summary("nix-2.26/eval-type.show-trace.internal-json").errors
+    assert err.message.startswith("cannot coerce an integer to a string")
+    assert err.file is not None and err.file.endswith("-source/devices/bad-type.nix"), err.file
+    assert (err.line, err.column) == (6, 47)
+    assert len(err.trace) >= 5 and any("from call site" in f.message for f in err.trace)
 
 
 @pytest.mark.parametrize("name", ["nix-2.8/eval-syntax.internal-json", "nix-2.8/eval-syntax.plain",

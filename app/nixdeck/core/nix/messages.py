@@ -102,6 +102,11 @@ class ParsedText:
     frames: list[TraceFrame] = field(default_factory=list)
 
 
+def is_source_file(path: str) -> bool:
+    """A location a person can open: not Nix's own `<nix/derivation-internal.nix>`, `«none»` or `(string)`."""
+    return not path.startswith(("<", "\u00ab", "(string)", "(stdin)"))
+
+
 def _loc(m: re.Match[str]) -> tuple[str, int, int]:
     return m.group(1), int(m.group(2)), int(m.group(3))
 
@@ -156,9 +161,10 @@ def parse_message_text(text: str) -> ParsedText:
         message = next((ln.strip() for ln in lines if ln.strip()), "")
     out = ParsedText(message=message, frames=[TraceFrame(f[0], f[1], f[2], f[3]) for f in frames])
     loc: tuple[str, int, int] | None = tail_loc or head_loc
-    if loc is None:
-        for fr in reversed(out.frames):
-            if fr.file:
+    if loc is None or not is_source_file(loc[0]):
+        # innermost frame in a real file: 2.26 renders frames outermost first, 2.8 innermost first
+        for fr in (reversed(out.frames) if tail_msg else out.frames):
+            if fr.file and is_source_file(fr.file):
                 loc = (fr.file, fr.line or 0, fr.column or 0)
                 break
     if loc is not None:
@@ -223,13 +229,14 @@ def message_from_json(obj: dict[str, Any], raw: str = "") -> NixMessage:
         message = parsed.message
     else:
         message = _strip_prefix(text)
-    if file is None and frames:
-        for fr in reversed(frames):
-            if fr.file:
+    if (file is None or not is_source_file(file)) and frames:
+        for fr in frames:  # the JSON trace lists the innermost frame first
+            if fr.file and is_source_file(fr.file):
                 file, line, column = fr.file, fr.line, fr.column
                 break
-    if file is None:
-        file, line, column = parsed.file, parsed.line, parsed.column
+    if (file is None or not is_source_file(file)) and parsed.file is not None:
+        if file is None or is_source_file(parsed.file):
+            file, line, column = parsed.file, parsed.line, parsed.column
     if not frames:
         frames = parsed.frames
     return NixMessage(lvl, kind, message, text, file, line, column, tuple(frames), raw)
