@@ -12,16 +12,13 @@ device's outcome and, for every failed one, its last 20 log lines.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import re
 
 from pydantic import Field, field_validator
 
-from nixdeck.core.nix.attrs import installable
-from nixdeck.core.nix.commands import NixCommands
 from nixdeck.core.ops.deploy_device import DeployDeviceSubmission, build_settings
-from nixdeck.core.ops.nixrun import PartialBuildError, build_attrs, find_nix_cached, run_nix
+from nixdeck.core.ops.nixrun import PartialBuildError, build_attrs
 from nixdeck.core.ops.remote import open_project
 from nixdeck.core.project import Project, UnknownDevice, attr_path
 from nixdeck.core.project.inventory import Action
@@ -182,31 +179,6 @@ class _Rollout:
             self.records[device] = record
 
 
-async def _checked_mapping(ctx: TaskContext, project: Project, built: dict[str, str]) -> dict[str, str]:
-    """Which out path belongs to which device, from the evaluator itself.
-
-    Nix 2.8 prints ``nix build --json`` results sorted by derivation path, not in the order of the
-    installables, so a positional mapping can hand one device another's system. One cheap
-    evaluation (the build just filled the eval cache) names each device's toplevel out path."""
-    if len(built) < 2:
-        return built
-    nix_path, version = await find_nix_cached()
-    names = json.dumps(dict.fromkeys(built))
-    apply = (
-        f"cs: builtins.mapAttrs (n: _: cs.${{n}}.config.system.build.toplevel.outPath) "
-        f"(builtins.fromJSON ''{names}'')"
-    )
-    cmd = NixCommands(version, nix_path).eval_json(installable(str(project.path), "nixosConfigurations"), apply=apply)
-    run = await run_nix(ctx, cmd, job="build", step="build", source_root=project.path)
-    try:
-        evaluated = json.loads(run.stdout())
-    except ValueError:
-        raise TaskFailed("nix eval printed no JSON for the devices' toplevels") from None
-    if not isinstance(evaluated, dict) or set(evaluated) != set(built) or set(evaluated.values()) != set(built.values()):
-        raise TaskFailed("the built toplevels do not match what the devices evaluate to; build again")
-    return {str(k): str(v) for k, v in evaluated.items()}
-
-
 class DeployDevices(Operation):
     kind = TaskKind.DEPLOY_DEVICES.value
     submission_type = DeployDevicesSubmission
@@ -281,7 +253,7 @@ class DeployDevices(Operation):
                 built = await build_attrs(
                     ctx, project.path, attrs, job="build", step="build", settings=build_settings(project)
                 )
-                paths.update(await _checked_mapping(ctx, project, built))
+                paths.update(built)  # build_attrs maps each result to its attribute by evaluation
                 step.detail(f"built {len(attrs)} device(s) in one Nix invocation")
             except PartialBuildError as e:
                 paths.update(e.built)
