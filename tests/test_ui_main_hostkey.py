@@ -39,7 +39,7 @@ def test_trust_host_key_shows_fingerprint_and_trusts(qloop, sim_fleet, tmp_path:
         dlg.trust_button.click()
         known = KnownHosts.in_data_dir(data_dir)
         assert known.state(dev.host, dev.port, dev.host_public_key()).state is HostKeyState.TRUSTED
-        (rec,) = nx.store.list_tasks(kinds=["record"])
+        (rec,) = nx.store.list_tasks(kinds=["record"], include_silent=False)  # not the silent "opened"
         assert rec.title == "Trusted host key of web1" and rec.devices == ["web1"]
         nx.quit_now()
         await until(lambda: nx._done is not None and nx._done.is_set(), "shutdown")

@@ -32,6 +32,7 @@ from nixdeck.ui.dialogs import (
     NewProjectDialog,
     RunCommandDialog,
 )
+from nixdeck.ui.inventory_actions import InventoryActions
 
 if TYPE_CHECKING:
     from nixdeck.ui.mainwindow import MainWindow
@@ -65,12 +66,28 @@ DEVICE_ACTIONS = (
     ActionSpec("trust_host", "&Trust host key…", "Ctrl+K", "Fetch a device's host key and trust it",
                QStyle.StandardPixmap.SP_DialogApplyButton, toolbar=False),
 )
+INVENTORY_ACTIONS = (  # carried out by ui.inventory_actions
+    ActionSpec("edit_device", "&Edit device…", "F2", "Edit the device's target, tags and deploy options",
+               QStyle.StandardPixmap.SP_FileDialogDetailedView, toolbar=False),
+    ActionSpec("add_device", "&Add device…", "Ctrl+Shift+A", "Add a device to the inventory (nixdeck.toml)",
+               None, toolbar=False),
+    ActionSpec("tag_devices", "Ta&g devices…", "Ctrl+T", "Add tags to the selected devices", None, toolbar=False),
+    ActionSpec("untag_devices", "U&ntag devices…", "Ctrl+Shift+T", "Remove a tag from the selected devices",
+               None, toolbar=False),
+    ActionSpec("remove_device", "Remove from in&ventory…", "",
+               "Remove the selected devices' nixdeck.toml entries (the flake is not touched)", None, toolbar=False),
+)
 PROJECT_ACTIONS = (
     ActionSpec("open_project", "&Open project…", "Ctrl+O", "Open a project (a flake directory)",
                QStyle.StandardPixmap.SP_DirOpenIcon),
     ActionSpec("new_project", "&New project…", "Ctrl+N", "Create a new project from the template",
                QStyle.StandardPixmap.SP_FileIcon, toolbar=False),
     ActionSpec("reload_project", "Re&load project", "F5", "Evaluate the flake again", None, toolbar=False),
+    ActionSpec("project_settings", "Project &settings…", "Ctrl+,",
+               "Defaults for every device, builders and signing", None, toolbar=False),
+    ActionSpec("import_inventory", "&Import inventory…", "", "Replace nixdeck.toml with a JSON export", None,
+               toolbar=False),
+    ActionSpec("export_inventory", "&Export inventory…", "", "Save the inventory as JSON", None, toolbar=False),
     ActionSpec("quit", "&Quit", "Ctrl+Q", "Quit NixDeck", None, toolbar=False),
 )
 
@@ -98,12 +115,13 @@ class ActionController:
         self.actions: dict[str, QAction] = {}
         self.dialog: Any = None
         self.submitted: list[Any] = []
+        self.inventory = InventoryActions(self)
         style = window.style()
-        for spec in (*DEVICE_ACTIONS, *PROJECT_ACTIONS):
+        for spec in (*DEVICE_ACTIONS, *INVENTORY_ACTIONS, *PROJECT_ACTIONS):
             act = QAction(spec.text, window)
             act.setObjectName(f"action_{spec.name}")
             act.setShortcut(QKeySequence(spec.shortcut))
-            act.setToolTip(f"{spec.tip} ({spec.shortcut})")
+            act.setToolTip(f"{spec.tip} ({spec.shortcut})" if spec.shortcut else spec.tip)
             act.setStatusTip(spec.tip)
             if spec.icon is not None:
                 act.setIcon(style.standardIcon(spec.icon))
@@ -116,17 +134,27 @@ class ActionController:
         w = self.window
         bar = w.menuBar()
         project = bar.addMenu("&Project")
-        for n in ("open_project", "new_project", "reload_project"):
-            project.addAction(self.actions[n])
-        project.addSeparator()
-        project.addAction(self.actions["quit"])
+        for n in ("open_project", "new_project", "reload_project", None, "project_settings", "import_inventory",
+                  "export_inventory", None, "quit"):
+            if n is None:
+                project.addSeparator()
+            else:
+                project.addAction(self.actions[n])
         devices = bar.addMenu("&Devices")
         for spec in DEVICE_ACTIONS:
             if spec.name == "trust_host":
                 devices.addSeparator()
             devices.addAction(self.actions[spec.name])
+        devices.addSeparator()
+        for spec in INVENTORY_ACTIONS:
+            if spec.name == "remove_device":
+                devices.addSeparator()
+            devices.addAction(self.actions[spec.name])
         view = bar.addMenu("&View")
         view.addAction(w.tasks_dock.toggleViewAction())
+        w.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)  # right-click: inventory edits
+        for spec in INVENTORY_ACTIONS:
+            w.table.addAction(self.actions[spec.name])
         tb = w.addToolBar("Actions")
         tb.setObjectName("ActionsToolBar")
         tb.setMovable(False)
@@ -141,12 +169,16 @@ class ActionController:
     # -- availability ---------------------------------------------------------------------------
     def update_enabled(self) -> None:
         has_project = self.window.project is not None
-        for name in ("deploy", "update_flake", "build_image", "run_vm", "trust_host", "build", "reload_project"):
+        for name in ("deploy", "update_flake", "build_image", "run_vm", "trust_host", "build", "reload_project",
+                     "add_device", "project_settings", "import_inventory", "export_inventory"):
             self.actions[name].setEnabled(has_project)
+        selected = has_project and self.window.table.selectionModel().hasSelection()
+        for name in ("edit_device", "tag_devices", "untag_devices", "remove_device"):
+            self.actions[name].setEnabled(selected)
 
     # -- dispatch -------------------------------------------------------------------------------
     def act(self, name: str) -> None:
-        handler: Callable[[], None] = getattr(self, f"do_{name}")
+        handler: Callable[[], None] = getattr(self, f"do_{name}", None) or getattr(self.inventory, f"do_{name}")
         try:
             handler()
         except Exception as e:  # noqa: BLE001 - an action's bug shows in the window
@@ -379,14 +411,15 @@ class ActionController:
         except (ProjectError, OSError) as e:
             self.window.show_error("Cannot create the project", str(e))
             return
-        self.engine.record(f"Created project {project.path.name}", {"path": str(project.path), "devices": list(devices)},
-                           silent=False, devices=list(devices), project=str(project.path))
+        from nixdeck.core.project.history import created_change, record_change
+
+        record_change(self.engine, created_change(project, devices), project.path, details={"devices": list(devices)})
         self.window.set_project(project)
 
     def do_reload_project(self) -> None:
         p = self.window.project
         if p is not None:
-            self.window.spawn(self.window.load_project(p.path), "Reload project")
+            self.window.spawn(self.window.load_project(p.path, record=False), "Reload project")
 
     def do_quit(self) -> None:
         self.window.quitRequested.emit()

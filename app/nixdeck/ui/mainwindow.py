@@ -178,7 +178,7 @@ class MainWindow(QMainWindow):
         from nixdeck.ui.actions import ActionController  # the actions need the finished window
 
         self.commands = ActionController(self)
-        self.table.doubleClicked.connect(lambda _i: self.commands.act("build"))
+        self.table.doubleClicked.connect(lambda _i: self.commands.act("edit_device"))
         self.table.selectionModel().selectionChanged.connect(lambda *_: self.commands.update_enabled())
 
     # -- async helpers --------------------------------------------------------------------------
@@ -218,9 +218,12 @@ class MainWindow(QMainWindow):
                 refresh()
 
     # -- project --------------------------------------------------------------------------------
-    async def load_project(self, path: str | Path) -> bool:
-        """Open a project directory and show its devices; errors go to the status bar and a message."""
+    async def load_project(self, path: str | Path, *, record: bool = True) -> bool:
+        """Open a project directory and show its devices; errors go to the status bar and a message.
+
+        Opening is recorded as a silent task (as `nixdeck project open` does); a reload is not."""
         from nixdeck.core.project.errors import ProjectError
+        from nixdeck.core.project.history import opened_change, record_change
         from nixdeck.core.project.project import Project
 
         self.show_status(f"Opening {path}…")
@@ -229,11 +232,31 @@ class MainWindow(QMainWindow):
         except (ProjectError, OSError) as e:
             self.show_error("Cannot open the project", str(e))
             return False
+        if record:
+            try:
+                record_change(self.engine, opened_change(project), project.path)
+            except Exception as e:  # noqa: BLE001 - the history is context here; the project is open
+                log.warning("cannot record the opening of %s: %s", project.path, e)
         self.set_project(project)
         return True
 
-    def set_project(self, project: Project | None) -> None:
-        self.project = project
+    def reload_inventory(self) -> None:
+        """Re-read nixdeck.toml (no evaluation) and show it, keeping the selection."""
+        from nixdeck.core.project.errors import ProjectError
+
+        project = self.project
+        if project is None:
+            return
+        selected = [r.name for r in self.selected_devices()]
+        try:
+            project.reload()
+        except (ProjectError, OSError) as e:
+            self.show_error("Cannot read the inventory", str(e))
+        self._show_devices(project)
+        self.select_devices(selected)
+        self.commands.update_enabled()
+
+    def _show_devices(self, project: Project | None) -> None:
         self.model.set_project(project)
         tags = self.model.all_tags()
         current = str(self.tag_filter.currentData() or "")
@@ -245,6 +268,10 @@ class MainWindow(QMainWindow):
         self.tag_filter.setCurrentIndex(max(0, self.tag_filter.findData(current)))
         self.tag_filter.blockSignals(False)
         self.proxy.set_tag(str(self.tag_filter.currentData() or ""))
+
+    def set_project(self, project: Project | None) -> None:
+        self.project = project
+        self._show_devices(project)
         if project is None:
             self.project_label.setText("No project")
             self.setWindowTitle("NixDeck")
