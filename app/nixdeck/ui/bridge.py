@@ -7,6 +7,7 @@ costs the views one update per tick, never one per line.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -51,7 +52,7 @@ class EngineBridge(QObject):
         self.engine = engine
         self._tasks: dict[int, TaskRecord] = {}
         self._steps: dict[int, None] = {}
-        self._output: dict[tuple[int, int, str], list[str]] = {}
+        self._output: dict[tuple[int, int, str], deque[str]] = {}
         self._output_len: dict[tuple[int, int, str], int] = {}
         self._messages: dict[int, None] = {}
         self._timer = QTimer(self)
@@ -75,13 +76,18 @@ class EngineBridge(QObject):
             self._steps[ev.task_id] = None
         elif isinstance(ev, OutputAppended):
             key = (ev.task_id, ev.process_id, ev.stream)
-            parts = self._output.setdefault(key, [])
+            parts = self._output.setdefault(key, deque())
             parts.append(ev.text)
             n = self._output_len.get(key, 0) + len(ev.text)
-            if n > MAX_PENDING_TEXT:
-                text = "".join(parts)[-MAX_PENDING_TEXT:]
-                parts[:] = [text]
-                n = len(text)
+            # drop the oldest text piece by piece: joining everything again on each event of a flood
+            # (one event per line for remote commands) stalled the loop for seconds
+            while n > MAX_PENDING_TEXT:
+                excess = n - MAX_PENDING_TEXT
+                if len(parts[0]) <= excess:
+                    n -= len(parts.popleft())
+                else:
+                    parts[0] = parts[0][excess:]
+                    n = MAX_PENDING_TEXT
             self._output_len[key] = n
         elif isinstance(ev, MessagesAdded):
             self._messages[ev.task_id] = None

@@ -60,10 +60,11 @@ class TaskDetailsWindow(QWidget):
         task_id: int,
         parent: QWidget | None = None,
     ) -> None:
+        task = engine.live(task_id)  # TaskNotFound before any widget is made
         super().__init__(parent, Qt.WindowType.Window)
         self.store, self.engine, self.bridge = store, engine, bridge
         self.task_id = task_id
-        self.task: TaskRecord = engine.live(task_id)
+        self.task: TaskRecord = task
         self.setWindowTitle(f"Task #{task_id}")
         self.resize(980, 680)
 
@@ -131,6 +132,7 @@ class TaskDetailsWindow(QWidget):
         lay.addWidget(self.tabs, 1)
 
         self._process_ids: list[int] = []
+        self._closed = False  # a Cancel/Rerun still running must not touch the window once closed
         self._ticker = QTimer(self)
         self._ticker.setInterval(1000)
         self._ticker.timeout.connect(lambda: self.overview.update_duration(self.task))
@@ -235,8 +237,13 @@ class TaskDetailsWindow(QWidget):
 
     # -- actions ------------------------------------------------------------------------------
     def _error(self, text: str) -> None:
-        self.notice.setText(text)
-        self.notice.show()
+        if not self._closed:
+            self.notice.setText(text)
+            self.notice.show()
+
+    def _opened(self, new_id: int) -> None:
+        if not self._closed:  # a closed window is deleted: its signals are gone
+            self.openTask.emit(new_id)
 
     def cancel(self) -> None:
         self.notice.hide()
@@ -246,7 +253,7 @@ class TaskDetailsWindow(QWidget):
         """Start a rerun; the new task is announced with openTask."""
         self.notice.hide()
         run_action(self.engine.rerun(self.task_id, force=force, failed_only=failed_only),
-                   on_done=lambda new_id: self.openTask.emit(int(new_id)), on_error=self._error)
+                   on_done=lambda new_id: self._opened(int(new_id)), on_error=self._error)
 
     def show_tab(self, name: str) -> None:
         """Bring a tab forward by its base name ("Errors", "stdout", …)."""
@@ -256,6 +263,7 @@ class TaskDetailsWindow(QWidget):
                 return
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self._closed = True
         self._ticker.stop()
         for sig, slot in ((self.bridge.tasksChanged, self._on_tasks), (self.bridge.stepsChanged, self._on_steps),
                           (self.bridge.output, self._on_output), (self.bridge.messagesAdded, self._on_messages)):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFontDatabase
+from PySide6.QtGui import QFontDatabase, QShowEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -32,6 +33,15 @@ NO_DEVICE = "(none)"
 IMAGE_FORMATS = ("sd-card", "iso", "qcow", "raw")
 DEPLOY_ACTIONS = ("switch", "boot", "test", "dry-activate")
 DEVICE_DEFAULT = "(each device's setting)"
+
+
+def wrapped_label(text: str = "") -> QLabel:
+    """A word-wrapped label for a form field. It must take the field's whole width: at its own size
+    hint QFormLayout gives it too little height and the lines are cut off (e.g. the deploy's devices)."""
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+    return label
 
 
 def _error_label() -> QLabel:
@@ -61,6 +71,19 @@ class _FormDialog(QDialog):
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
         self.setMinimumWidth(460)
+        self._tab_order_done = False
+
+    def showEvent(self, event: QShowEvent) -> None:
+        if not self._tab_order_done:
+            # the buttons were made before the subclass's fields, so Tab started on them and the dialog
+            # opened with the focus on a button: reparenting moves them to the end of the focus chain
+            self._tab_order_done = True
+            layout = self.layout()
+            layout.removeWidget(self.buttons)
+            self.buttons.setParent(None)
+            self.buttons.setParent(self)
+            layout.addWidget(self.buttons)
+        super().showEvent(event)
 
     @property
     def ok_button(self) -> QPushButton:
@@ -172,8 +195,7 @@ class FlakeUpdateDialog(_FormDialog):
         self.known = known or []
         self.names = QLineEdit()
         self.names.setPlaceholderText("input names, e.g. nixpkgs  (empty: all inputs)")
-        hint = QLabel("Inputs of this flake: " + (", ".join(self.known) if self.known else "none locked yet"))
-        hint.setWordWrap(True)
+        hint = wrapped_label("Inputs of this flake: " + (", ".join(self.known) if self.known else "none locked yet"))
         hint.setEnabled(False)
         self.commit_box = QCheckBox("Commit flake.lock (git)")
         self.form.addRow("&Inputs:", self.names)
@@ -229,8 +251,7 @@ class DeployDialog(_FormDialog):
             self.action.addItem(a, a)
         if action is not None:
             self.action.setCurrentIndex(max(0, self.action.findData(action)))
-        self.confirm_note = QLabel()
-        self.confirm_note.setWordWrap(True)
+        self.confirm_note = wrapped_label()
         self.limit = QSpinBox()
         self.limit.setRange(1, max(1, len(self.devices)))
         self.limit.setValue(min(max(1, limit), max(1, len(self.devices))))
@@ -244,11 +265,9 @@ class DeployDialog(_FormDialog):
         self.max_failures.setSpecialValueText("default")
         self.max_failures.setToolTip("Halt the rollout after more failed devices than this "
                                      "(default: 0 with waves, no limit without)")
-        self.summary = QLabel()
-        self.summary.setWordWrap(True)
+        self.summary = wrapped_label()
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        devices_label = QLabel(_names(self.devices, 8) or "none selected")
-        devices_label.setWordWrap(True)
+        devices_label = wrapped_label(_names(self.devices, 8) or "none selected")
         devices_label.setToolTip(", ".join(self.devices))
         self.form.addRow("Devices:", devices_label)
         self.form.addRow("&Action:", self.action)
@@ -373,7 +392,9 @@ class NewProjectDialog(_FormDialog):
         row.addWidget(browse)
         self.devices = QLineEdit()
         self.devices.setPlaceholderText("device names, e.g. web1 web2 db1")
-        self.form.addRow("&Directory:", row)
+        label = QLabel("&Directory:")  # a row of a layout gets no buddy: the & showed as text
+        label.setBuddy(self.path)
+        self.form.addRow(label, row)
         self.form.addRow("De&vices:", self.devices)
         self.path.textChanged.connect(self._validate)
         self._validate()

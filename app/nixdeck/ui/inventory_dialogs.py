@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from nixdeck.core.project.errors import ProjectError
 from nixdeck.core.project.inventory import BUILTIN_DEFAULTS, Defaults, DeviceEntry, ProjectSettings
+from nixdeck.ui.dialogs import wrapped_label
 from nixdeck.ui.setting_fields import (
     HINT_STYLE,
     ChoiceField,
@@ -299,8 +300,7 @@ class TagDialog(InventoryDialog):
         title = f"{'Untag' if untag else 'Tag'} {n} device{'s' if n != 1 else ''}"
         super().__init__(title, "Untag" if untag else "Tag", parent)
         self.devices, self.untag = list(devices), untag
-        names = QLabel(", ".join(self.devices) or "none selected")
-        names.setWordWrap(True)
+        names = wrapped_label(", ".join(self.devices) or "none selected")
         self.tag_edit: QLineEdit | None = None
         self.tag_combo: QComboBox | None = None
         self.tag_error = error_label()
@@ -320,8 +320,7 @@ class TagDialog(InventoryDialog):
             self.tag_edit.setCompleter(TagCompleter(tags, self.tag_edit))
             self.tag_edit.textChanged.connect(self._on_tags_edited)
             rows.append(("&Tags to add:", with_error(self.tag_edit, self.tag_error)))
-            known = QLabel("Known: " + (", ".join(tags) if tags else "none yet"))
-            known.setWordWrap(True)
+            known = wrapped_label("Known: " + (", ".join(tags) if tags else "none yet"))
             known.setStyleSheet(HINT_STYLE)
             rows.append(("", known))
         self.add_group(None, rows)

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from nixdeck.core.errors import NixDeckError
 from nixdeck.core.tasks.engine import TaskEngine
+from nixdeck.core.tasks.errors import TaskNotFound
 from nixdeck.core.tasks.store import TaskStore
 from nixdeck.ui.bridge import EngineBridge
 from nixdeck.ui.details import TaskDetailsWindow
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 ALL_TAGS = "All tags"
 COLUMN_WIDTHS = (170, 220, 180, 190, 190)
+MAX_ERRORS_IN_BOX = 5  # errors added to an open error message; later ones are only counted
 
 
 class Banner(QFrame):
@@ -96,6 +98,7 @@ class MainWindow(QMainWindow):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._details: dict[int, QWidget] = {}
         self._error_box: QMessageBox | None = None
+        self._more_errors = 0
         self.setWindowTitle("NixDeck")
         self.setObjectName("MainWindow")
         self.resize(1280, 800)
@@ -319,8 +322,14 @@ class MainWindow(QMainWindow):
         self.show_status(f"{title}: {text.splitlines()[0] if text else ''}", 15000)
         box = self._error_box
         if box is not None and box.isVisible():
-            box.setText(box.text() + f"\n\n{title}: {text}")
+            # a repeating error must not grow the box past the screen (its Close button out of reach)
+            self._more_errors += 1
+            if self._more_errors <= MAX_ERRORS_IN_BOX:
+                box.setText(box.text() + f"\n\n{title}: {text}")
+            else:
+                box.setInformativeText(f"… and {self._more_errors - MAX_ERRORS_IN_BOX} more errors (see the log)")
             return
+        self._more_errors = 0
         box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Close, self)
         box.setWindowModality(Qt.WindowModality.NonModal)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -337,10 +346,16 @@ class MainWindow(QMainWindow):
         self.counts_label.setText(f"Running: {running}   Pending: {pending}")
 
     # -- task details ---------------------------------------------------------------------------
-    def open_task_details(self, task_id: int) -> QWidget:
+    def open_task_details(self, task_id: int) -> QWidget | None:
+        """The details window of a task (None, with a status line, when the task is not in the history,
+        e.g. a rerun's origin that was pruned)."""
         win = self._details.get(task_id)
         if win is None:
-            win = TaskDetailsWindow(self.store, self.engine, self.bridge, task_id, self)
+            try:
+                win = TaskDetailsWindow(self.store, self.engine, self.bridge, task_id, self)
+            except TaskNotFound:
+                self.show_status(f"Task #{task_id} is no longer in the history", 8000)
+                return None
             win.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             win.setWindowFlag(Qt.WindowType.Window, True)
             win.openTask.connect(self.open_task_details)
