@@ -13,6 +13,8 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from nixdeck import __version__
 from nixdeck.core.errors import NixDeckError
 
@@ -87,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NixDeckError as e:
         print(f"nixdeck: {e}", file=sys.stderr)
         return 1
+    except ValidationError as e:
+        # a submission built from the command line refused a value (e.g. --limit 0): a usage error
+        msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}" for err in e.errors())
+        print(f"nixdeck{' ' + command if command else ''}: {msgs}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("nixdeck: interrupted", file=sys.stderr)
         return 130

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from typing import Any
 
 from pydantic import SecretStr
@@ -34,19 +35,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
-        print("nixdeck run: give a command after --")
+        print("nixdeck run: give a command after --", file=sys.stderr)
         return EXIT_USAGE
     env: dict[str, str] = {}
     for item in args.env:
         k, sep, v = item.partition("=")
         if not sep or not k:
-            print(f"nixdeck run: --env takes K=V, not {item!r}")
+            print(f"nixdeck run: --env takes K=V, not {item!r}", file=sys.stderr)
             return EXIT_USAGE
         env[k] = v
     secrets = {}
     for name in args.secret_env:
         if name not in os.environ:
-            print(f"nixdeck run: --secret-env {name}: it is not set in this environment")
+            print(f"nixdeck run: --secret-env {name}: it is not set in this environment", file=sys.stderr)
             return EXIT_USAGE
         secrets[name] = SecretStr(os.environ[name])
     sub = RunCommandSubmission(argv=argv, cwd=args.cwd, device=args.device, env=env, secret_env=secrets)

@@ -19,6 +19,7 @@ from nixdeck.clicmds.common import (
 from nixdeck.core.tasks.context import tail_lines
 from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.model import TaskState
+from nixdeck.core.tasks.procs import is_alive
 from nixdeck.core.tasks.store import TaskStore
 
 
@@ -50,6 +51,8 @@ def register(sub: Any) -> None:
 
     ca = tsub.add_parser("cancel", help="cancel a task and its children")
     ca.add_argument("id", type=int)
+    ca.add_argument("--wait", type=float, default=60.0, metavar="S",
+                    help="seconds to wait for the task to end (default 60)")
     ca.set_defaults(func=cmd_cancel)
 
     rr = tsub.add_parser("rerun", help="a new task from a task's submission, linked to it")
@@ -187,7 +190,13 @@ def cmd_log(args: argparse.Namespace) -> int:
         out.flush()
 
     pump()
-    while args.follow and not store.get(args.id).state.terminal:
+    while args.follow:
+        t = store.get(args.id)
+        if t.state.terminal:
+            break
+        if not is_alive(t.owner_pid, t.owner_start):
+            store.recover()  # its NixDeck is gone (killed, crashed): nothing will append any more
+            break
         time.sleep(0.25)
         pump()
     pump()
@@ -205,7 +214,14 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         if not done:
             print(f"task {args.id} had already ended ({t.state.label})")
             return EXIT_OK
-        t = await asyncio.wait_for(engine.wait(args.id), timeout=60)
+        try:
+            t = await asyncio.wait_for(engine.wait(args.id), timeout=args.wait)
+        except TimeoutError:
+            t = store.get(args.id)
+            owner = f" (pid {t.owner_pid})" if t.owner_pid else ""
+            print(f"nixdeck: asked to cancel task {args.id}, but it is still {t.state.label} after {args.wait:g} s: "
+                  f"the NixDeck running it{owner} has not acted yet (is it stopped?)", file=sys.stderr)
+            return EXIT_FAILED
         print(f"task {args.id}: {t.state.label}")
         return EXIT_OK
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from nixdeck.core.tasks.errors import TaskFailed, UserError
 from nixdeck.core.tasks.events import MessagesAdded, OutputAppended, StepChanged
 from nixdeck.core.tasks.model import MessageRecord, ProcessRecord, StepRecord, TaskRecord, TaskState, utcnow
-from nixdeck.core.tasks.runner import ExecutableNotFound, LineSink, ProcessOutcome, ProcessRunner
+from nixdeck.core.tasks.runner import ExecutableNotFound, LineSink, OutputLost, ProcessOutcome, ProcessRunner
 from nixdeck.core.tasks.submission import Submission, redact_env, scrub
 
 if TYPE_CHECKING:
@@ -264,6 +264,9 @@ class TaskContext:
             on_start(rec)
         try:
             outcome = await runner.wait()
+        except OutputLost as e:
+            store.update_process(rec.id, ended=utcnow(), signal=15)
+            raise TaskFailed(str(e)) from None
         except BaseException:
             store.update_process(rec.id, ended=utcnow(), signal=15)
             raise

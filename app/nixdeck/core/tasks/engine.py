@@ -221,6 +221,10 @@ class TaskEngine:
         op = self.operation(kind)
         if not isinstance(submission, op.submission_type):
             raise NixDeckError(f"{kind} takes {op.submission_type.__name__}, not {type(submission).__name__}")
+        if timeout is not None and not timeout > 0:
+            raise NixDeckError(f"a timeout must be a positive number of seconds, not {timeout:g}")
+        if retries < 0:
+            raise NixDeckError(f"retries must be 0 or more, not {retries}")
         author = author or self.author
         if author not in SPECIAL_AUTHORS and author != current_author() and author != self.author:
             raise NixDeckError(f"author must be the OS user or one of {', '.join(SPECIAL_AUTHORS)}")
@@ -342,14 +346,17 @@ class TaskEngine:
         elif final == TaskState.COMPLETED and warnings:
             final = TaskState.COMPLETED_WITH_WARNINGS
         live = self._live[task_id]  # progress writes are throttled: the final record gets the latest
-        self._changed(task_id, state=final, ended=utcnow(), error=error, owner_pid=None, owner_start=None,
-                      cancel_requested=False, progress=live.progress, phase=live.phase)
-        self._drivers.pop(task_id, None)
-        self._live.pop(task_id, None)
-        self._cancel_requested.discard(task_id)
-        self._cancel_reasons.pop(task_id, None)
-        self._started.discard(task_id)
-        self._last_progress_write.pop(task_id, None)
+        try:
+            self._changed(task_id, state=final, ended=utcnow(), error=error, owner_pid=None, owner_start=None,
+                          cancel_requested=False, progress=live.progress, phase=live.phase)
+        finally:
+            # even when the store refuses the write (disk full), this engine is done with the task
+            self._drivers.pop(task_id, None)
+            self._live.pop(task_id, None)
+            self._cancel_requested.discard(task_id)
+            self._cancel_reasons.pop(task_id, None)
+            self._started.discard(task_id)
+            self._last_progress_write.pop(task_id, None)
 
     async def _attempt(self, op: Operation, ctx: TaskContext, timeout: float | None) -> tuple[TaskState, str | None]:
         task_id = ctx.task_id

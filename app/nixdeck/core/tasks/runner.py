@@ -15,7 +15,7 @@ import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from nixdeck.core.tasks.procs import group_members, signal_group, start_ticks
 
@@ -41,6 +41,15 @@ class ExecutableNotFound(Exception):
         hint = INSTALL_HINTS.get(Path(program).name, "check that it is installed and on PATH")
         super().__init__(f"{program} not found: {hint}")
         self.program = program
+
+
+class OutputLost(Exception):
+    """The process's output could not be recorded (e.g. disk full): it was stopped, not left blocked."""
+
+    def __init__(self, program: str, error: BaseException) -> None:
+        why = error.strerror if isinstance(error, OSError) and error.strerror else str(error) or type(error).__name__
+        super().__init__(f"the output of {Path(program).name} could not be recorded ({why}); it was stopped")
+        self.error = error
 
 
 @dataclass(slots=True)
@@ -113,6 +122,8 @@ class ProcessRunner:
         self.start_ticks: int | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._killed = False
+        self._output_error: BaseException | None = None
+        self._stopping: asyncio.Task[None] | None = None
 
     def _resolve(self) -> str:
         prog = self.argv[0]
@@ -150,14 +161,36 @@ class ProcessRunner:
         self.pid = self._proc.pid
         self.start_ticks = start_ticks(self.pid)
 
+    def _lost_output(self, error: BaseException) -> None:
+        """Writing or handling output failed: stop the process (a pump that stopped reading would
+        leave it blocked on a full pipe until the task's timeout) and fail with the reason."""
+        if self._output_error is None:
+            self._output_error = error
+            self._stopping = asyncio.ensure_future(self.terminate())
+
     async def _pump(self, reader: asyncio.StreamReader, path: Path, sink: LineSink | None) -> int:
+        try:
+            f = open(path, "ab", buffering=0)  # noqa: SIM115 - closed below
+        except OSError as e:
+            self._lost_output(e)
+            while await reader.read(CHUNK):
+                pass
+            return 0
+        try:
+            return await self._pump_into(reader, f, sink)
+        finally:
+            f.close()
+
+    async def _pump_into(self, reader: asyncio.StreamReader, f: IO[bytes], sink: LineSink | None) -> int:
         size = 0
         partial = b""
-        with open(path, "ab", buffering=0) as f:
-            while True:
-                chunk = await reader.read(CHUNK)
-                if not chunk:
-                    break
+        while True:
+            chunk = await reader.read(CHUNK)
+            if not chunk:
+                break
+            if self._output_error is not None:
+                continue  # keep the pipe drained while the process is being stopped
+            try:
                 data = partial + chunk
                 cut = data.rfind(b"\n") + 1
                 if cut == 0 and len(data) < MAX_LINE:
@@ -173,12 +206,17 @@ class ProcessRunner:
                 size += len(out)
                 if sink is not None:
                     sink(out)
-            if partial:
+            except Exception as e:  # noqa: BLE001 - disk full, a sink's failure: reported by wait()
+                self._lost_output(e)
+        if partial and self._output_error is None:
+            try:
                 out = self._redact(partial) + b"\n"
                 f.write(out)
                 size += len(out)
                 if sink is not None:
                     sink(out)
+            except Exception as e:  # noqa: BLE001
+                self._lost_output(e)
         return size
 
     async def wait(self) -> ProcessOutcome:
@@ -191,8 +229,9 @@ class ProcessRunner:
         )
         try:
             if self.stdin_data is not None and proc.stdin is not None:
-                proc.stdin.write(self.stdin_data)
-                await proc.stdin.drain()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it need not read it all
+                    proc.stdin.write(self.stdin_data)
+                    await proc.stdin.drain()
                 proc.stdin.close()
             rc = await proc.wait()
             try:
@@ -205,9 +244,15 @@ class ProcessRunner:
             # a second cancel (or a timeout) arriving meanwhile must not stop the cleanup half-way
             await _to_the_end(self.terminate())
             with contextlib.suppress(Exception):
+                if self._stopping is not None:
+                    await _to_the_end(self._stopping)
                 await _to_the_end(asyncio.wait_for(pumps, timeout=self.grace + 5.0))
             raise
+        if self._stopping is not None:
+            await _to_the_end(self._stopping)
         self.terminate_leftovers()
+        if self._output_error is not None:
+            raise OutputLost(self.argv[0], self._output_error)
         sig = -rc if rc < 0 else None
         return ProcessOutcome(
             exit_code=rc if rc >= 0 else None,

@@ -6,7 +6,9 @@ append-only files under `logs/<task id>/`, so a 1 GB build log costs disk, not m
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -90,12 +92,27 @@ class TaskStore:
     def _migrate(self) -> None:
         version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
         self._refuse_newer(version, self._conn)
-        for v in range(version, SCHEMA_VERSION):
-            try:
-                with self.transaction():
-                    self._conn.executescript("BEGIN;" + MIGRATIONS[v] + f";PRAGMA user_version = {v + 1};")
-            except sqlite3.DatabaseError as e:
-                raise StoreError(f"cannot migrate the task history {self.path} to schema {v + 1}: {e}") from e
+        if version >= SCHEMA_VERSION:
+            return
+        # Several NixDecks may open a fresh data dir at once (e.g. parallel CLI calls): one migrates,
+        # the others wait and then find the schema current. (executescript commits whatever
+        # transaction is open, so a BEGIN IMMEDIATE around it would not serialise them.)
+        lock = os.open(self.data_dir / f"{DB_NAME}.migrate-lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+            self._refuse_newer(version, self._conn)
+            for v in range(version, SCHEMA_VERSION):
+                try:
+                    self._conn.executescript(
+                        "BEGIN IMMEDIATE;" + MIGRATIONS[v] + f";PRAGMA user_version = {v + 1};COMMIT;"
+                    )
+                except sqlite3.DatabaseError as e:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise StoreError(f"cannot migrate the task history {self.path} to schema {v + 1}: {e}") from e
+        finally:
+            os.close(lock)  # closing the descriptor releases the lock
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -128,13 +128,31 @@ def is_secret_env(name: str, secret_names: Iterable[str] = ()) -> bool:
     return name in set(secret_names) or bool(_SECRET_ENV.search(name))
 
 
+_CONFIG_LINE = re.compile(r"^(\s*([A-Za-z0-9_.-]+)\s*=\s*)(\S.*)$")
+
+
+def redact_config_lines(text: str) -> str:
+    """Nix settings text (NIX_CONFIG) with the values of secret-looking settings redacted:
+    `access-tokens = github.com=ghp_…` is how a GitHub token commonly reaches Nix."""
+    lines = []
+    for line in text.split("\n"):
+        m = _CONFIG_LINE.match(line)
+        lines.append(m.group(1) + REDACTED if m and _SECRET_ENV.search(m.group(2)) else line)
+    return "\n".join(lines)
+
+
 def redact_env(
     env: Mapping[str, str], secret_names: Iterable[str] = (), secrets: Iterable[str] = ()
 ) -> dict[str, str]:
     """Added environment as stored: values of secret-looking or declared-secret names, and values that
-    hold one of the task's secrets, are redacted."""
+    hold one of the task's secrets, are redacted; so are secret settings inside NIX_CONFIG (which
+    carries the user's own NIX_CONFIG merged in)."""
     names = set(secret_names)
     known = [s for s in secrets if s]
     return {
-        k: (REDACTED if is_secret_env(k, names) or any(s in v for s in known) else v) for k, v in env.items()
+        k: (
+            REDACTED if is_secret_env(k, names) or any(s in v for s in known)
+            else redact_config_lines(v) if k == "NIX_CONFIG" else v
+        )
+        for k, v in env.items()
     }
