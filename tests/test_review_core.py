@@ -199,3 +199,14 @@ def test_a_token_in_the_users_nix_config_is_not_recorded(data_dir: Path, tmp_pat
     assert "warn-dirty = false" in procs[0]["env"]["NIX_CONFIG"], "other settings stay readable"
     assert token not in show.stdout + nixdeck(data_dir, "tasks", "show", str(t["id"])).stdout
     assert db_rows(data_dir, "SELECT id FROM processes WHERE env LIKE ?", (f"%{token}%",)) == []
+
+
+def test_a_mistyped_device_is_named_with_the_devices_there(tmp_path: Path) -> None:
+    """`ssh run typo` must not only say "set its target" (that would add an orphan entry for a typo)."""
+    fleet = copy_fleet(tmp_path, salt="")
+    data = tmp_path / "data"
+    (fleet / "nixdeck.toml").write_text('version = 1\n[devices.web1]\nhost = "127.0.0.250"\n')
+    res = nixdeck(data, "ssh", "run", "--project", str(fleet), "wbe1", "--", "true")
+    assert res.returncode == 1, res.stderr
+    assert "device wbe1 is not in nixdeck.toml (devices there: web1)" in res.stderr + res.stdout
+    assert "Traceback" not in res.stderr

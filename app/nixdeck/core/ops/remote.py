@@ -48,7 +48,13 @@ def device_settings(project: Project, device: str) -> EffectiveSettings:
     try:
         return project.device(device).settings
     except UnknownDevice:
-        raise no_target(device) from None
+        # not in the inventory: a flake device without a target yet, or a typo — say both
+        known = sorted(d.name for d in (*project.devices, *project.orphans))
+        listed = ", ".join(known[:12]) + (", …" if len(known) > 12 else "") if known else "none"
+        raise UserError(
+            f"device {device} is not in {project.inventory_path.name} (devices there: {listed}); "
+            f"if it is a device of the flake, set its target with nixdeck project set {device} host=…"
+        ) from None
 
 
 def device_target(project: Project, device: str, *, connect_timeout: float = CONNECT_TIMEOUT) -> SshTarget:
