@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from engine_helpers import PY, nixdeck, nixdeck_bg
+from engine_helpers import PY, db_rows, nixdeck, nixdeck_bg
 
 
 def test_log_prints_every_process_stream(data_dir: Path) -> None:
@@ -26,10 +26,15 @@ def test_log_prints_every_process_stream(data_dir: Path) -> None:
 def test_log_follow_until_the_task_ends(data_dir: Path) -> None:
     script = "import time\nfor i in range(4):\n    print(f'tick-{i}', flush=True); time.sleep(0.3)"
     with nixdeck_bg(data_dir, "run", "--", PY, "-c", script) as runner:
-        deadline = time.monotonic() + 30
-        while nixdeck(data_dir, "tasks", "show", "1").returncode != 0 and time.monotonic() < deadline:
+        db = data_dir / "history.sqlite3"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+            db.exists() and db_rows(data_dir, "SELECT id FROM tasks WHERE id = 1 AND state = 'running'")
+        ):
             time.sleep(0.05)
         follow = nixdeck(data_dir, "tasks", "log", "1", "--follow", "--stream", "stdout")
-        runner.wait(30)
-    assert follow.returncode == 0, follow.stderr
-    assert follow.stdout == "".join(f"tick-{i}\n" for i in range(4))
+        runner.wait(60)
+        state = db_rows(data_dir, "SELECT state, error FROM tasks WHERE id = 1")
+    why = f"rc={follow.returncode} stderr={follow.stderr!r} task={[tuple(r) for r in state]}"
+    assert follow.returncode == 0, why
+    assert follow.stdout == "".join(f"tick-{i}\n" for i in range(4)), why

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 from nixdeck.core.ops import all_operations
 from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.events import Event, MessagesAdded, OutputAppended, TaskChanged, TaskCreated
-from nixdeck.core.tasks.model import TaskRecord, TaskState
+from nixdeck.core.tasks.model import TaskRecord, TaskState, format_duration
 from nixdeck.core.tasks.store import TaskStore
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -37,13 +37,7 @@ def print_json(data: Any, out: TextIO | None = None) -> None:
 
 
 def fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+    return "-" if seconds is None else format_duration(seconds)
 
 
 class LiveProgress:

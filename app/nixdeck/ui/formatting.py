@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from nixdeck.core.tasks.model import format_duration
+
 
 def fmt_duration(seconds: float | None) -> str:
     """`4.2s`, `3m07s`, `1h02m03s`; `` for unknown."""
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+    return "" if seconds is None else format_duration(seconds)
 
 
 def fmt_time(d: datetime | None, *, full: bool = False) -> str:

@@ -198,7 +198,7 @@ class TaskEngine:
                 continue
             for (tid,) in rows:
                 if tid in self._drivers and tid not in self._cancel_requested:
-                    await self.cancel(int(tid))
+                    await self.cancel(int(tid), "canceled from another NixDeck process (nixdeck tasks cancel)")
 
     # -- submit ---------------------------------------------------------------------------------
     async def submit(
@@ -429,7 +429,7 @@ class TaskEngine:
             await asyncio.sleep(0.2)
 
     def _cancel_reason(self, task_id: int) -> str:
-        return self._cancel_reasons.get(task_id, "canceled")
+        return self._cancel_reasons.get(task_id, f"canceled by {self.author}")
 
     async def cancel(self, task_id: int, reason: str | None = None) -> bool:
         """Cancel a task and its children; `reason` becomes their error. False when it had already ended."""
@@ -456,7 +456,7 @@ class TaskEngine:
             self._changed(task_id, state=TaskState.CANCELING, cancel_requested=True)
         for k in self.store.children(task_id):
             if not k.state.terminal:
-                await self.cancel(k.id, reason)
+                await self.cancel(k.id, reason or f"canceled with its parent task {task_id}")
         if task_id in self._started:
             driver.cancel()
         # else: the driver sees the request as soon as it starts (cancelling a coroutine that never

@@ -83,6 +83,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def format_duration(seconds: float) -> str:
+    """`4.2s`, `3m07s`, `1h02m03s`: how the CLI and the window show a task's duration."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
 class StepRecord(BaseModel):
     """One step of a job; steps of a job run in order."""
 
