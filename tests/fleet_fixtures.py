@@ -1,4 +1,5 @@
-"""Helpers for tests that use the fake NixOS fleet in tests/fixtures/fleet (see its lib.nix).
+"""Helpers for tests that use the fake NixOS fleet in tests/fixtures/fleet (see its lib.nix, a link
+to the demo fleet's: one copy of the fake-NixOS machinery; copies made here hold the file itself).
 
 Devices: web1, web2 (hostName web2-prod), db1 build fine; fail-build (builder exits 1),
 bad-syntax, bad-undef, bad-type (type error with a trace), bad-throw (throw) fail; warn-trace
