@@ -250,3 +250,20 @@ def test_cli_deploy_by_tag_with_boot(worlds: Worlds, capsys: pytest.CaptureFixtu
     assert world.profile_system("node1") == parent["result"]["devices"]["node1"]["store_path"]
     assert world.profile_system("node2") is None
     assert main(["deploy", "--project", world.project_dir, "--waves", "0%"]) == 2
+
+
+def test_cli_deploy_of_the_whole_fleet_skips_devices_without_a_target(
+    worlds: Worlds, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from nixdeck.cli import main
+
+    world = worlds(["node1", "node2"], nodes=["node1", "node2"], no_target=["node2"])
+    code = main(["deploy", "--project", world.project_dir, "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    skipped = next(ln for ln in captured.err.splitlines() if "with no target yet:" in ln)
+    assert "node2" in skipped and "node1" not in skipped
+    (parent,) = json.loads(captured.out[captured.out.index("[\n") :])
+    assert parent["state"] == "completed" and sorted(parent["result"]["devices"]) == ["node1"]

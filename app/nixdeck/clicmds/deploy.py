@@ -46,9 +46,18 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         project = Project.open(where, discover_devices=everything)
     except ProjectError as e:
         raise UserError(f"cannot open the project: {e}") from None
-    chosen = [d.name for d in project.devices] if everything else select_devices(project, args.devices, args.tag)
+    if everything:
+        # "deploy the fleet": every device that can be reached; the others are named, not failed
+        chosen = [d.name for d in project.devices if d.has_target]
+        skipped = [d.name for d in project.devices if not d.has_target]
+        if skipped:
+            print(f"nixdeck deploy: skipping {len(skipped)} device(s) with no target yet: {', '.join(skipped)} "
+                  "(set one with nixdeck project set DEVICE host=…, or name them to deploy anyway)", file=sys.stderr)
+    else:
+        chosen = select_devices(project, args.devices, args.tag)
     if not chosen:
-        print("nixdeck deploy: the project has no devices", file=sys.stderr)
+        none = "none of the project's devices has a target yet" if everything and project.devices else "no device to deploy"
+        print(f"nixdeck deploy: {none}", file=sys.stderr)
         return EXIT_USAGE
     waves = [w.strip() for w in args.waves.split(",") if w.strip()] if args.waves else []
     try:
