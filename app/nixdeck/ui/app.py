@@ -340,6 +340,13 @@ def setup_logging(data_dir: Path, verbose: bool) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
+def no_display() -> bool:
+    """True when Qt would abort for want of a screen (rather than print a clear message)."""
+    if os.environ.get("QT_QPA_PLATFORM"):
+        return False
+    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`nixdeck gui`, `python -m nixdeck` and the `nixdeck-gui` script."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -352,11 +359,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     setup_logging(data_dir, args.verbose)
     existing = QApplication.instance()
+    if existing is None and no_display():
+        print("nixdeck: no display to open the window on: set DISPLAY (X11) or WAYLAND_DISPLAY, or "
+              "QT_QPA_PLATFORM=offscreen to run it headless; the CLI (`nixdeck --help`) needs no display",
+              file=sys.stderr)
+        return 2
     app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0] if sys.argv else "nixdeck"])
     app.setOrganizationName(ORG_NAME)
     app.setApplicationName(APP_NAME)
     app.setApplicationDisplayName(APP_NAME)
-    app.setDesktopFileName("nixdeck")
+    app.setDesktopFileName("io.github.nixdeck.NixDeck")  # the desktop entry in packaging/
     app.setQuitOnLastWindowClosed(False)
 
     instance = SingleInstance(data_dir)
