@@ -78,16 +78,17 @@ def signal_group(pgid: int, sig: int, leader_ticks: int | None) -> bool:
     return hit
 
 
-def terminate_group_blocking(pgid: int, leader_ticks: int | None, grace: float = 5.0) -> None:
-    """SIGTERM the group, wait up to `grace` seconds, then SIGKILL what is left (used by recovery)."""
-    if not signal_group(pgid, signal.SIGTERM, leader_ticks):
-        return
+def terminate_groups_blocking(groups: list[tuple[int, int | None]], grace: float = 5.0) -> None:
+    """SIGTERM every group at once, wait up to `grace` seconds for all, then SIGKILL what is left.
+
+    One shared grace period: recovering ten leftover builds waits seconds, not ten times that."""
+    live = [(g, t) for g, t in groups if signal_group(g, signal.SIGTERM, t)]
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not group_members(pgid, leader_ticks):
-            return
+    while live and time.monotonic() < deadline:
         time.sleep(0.05)
-    signal_group(pgid, signal.SIGKILL, leader_ticks)
+        live = [(g, t) for g, t in live if group_members(g, t)]
+    for g, t in live:
+        signal_group(g, signal.SIGKILL, t)
 
 
 def own_identity() -> tuple[int, int | None]:

@@ -30,7 +30,7 @@ from nixdeck.core.tasks.model import (
     TaskState,
     utcnow,
 )
-from nixdeck.core.tasks.procs import is_alive, own_identity, terminate_group_blocking
+from nixdeck.core.tasks.procs import is_alive, own_identity, terminate_groups_blocking
 from nixdeck.core.tasks.schema import MIGRATIONS, SCHEMA_VERSION
 
 DB_NAME = "history.sqlite3"
@@ -374,8 +374,9 @@ class TaskStore:
         return d
 
     # -- recovery and retention ---------------------------------------------------------------
-    def recover(self) -> list[int]:
-        """Mark tasks whose owner process is gone as interrupted and end their leftover processes.
+    def recover(self, grace: float = 3.0) -> list[int]:
+        """Mark tasks whose owner process is gone as interrupted and end their leftover processes
+        (SIGTERM, then SIGKILL after one shared `grace` period).
 
         A task owned by a live NixDeck (pid and start time match) is never touched.
         """
@@ -388,11 +389,11 @@ class TaskStore:
                 continue
             stale.append(t)
         now = utcnow()
+        leftovers = [p for t in stale for p in self.processes(t.id) if p.ended is None and p.pid is not None]
+        terminate_groups_blocking([(p.pid, p.start_ticks) for p in leftovers if p.pid is not None], grace)
+        for p in leftovers:
+            self.update_process(p.id, ended=now)
         for t in stale:
-            for p in self.processes(t.id):
-                if p.ended is None and p.pid is not None:
-                    terminate_group_blocking(p.pid, p.start_ticks, grace=3.0)
-                    self.update_process(p.id, ended=now)
             for j in self.jobs(t.id):
                 for s in j.steps:
                     if not s.state.terminal:
