@@ -18,7 +18,7 @@ import asyncssh
 import pytest
 
 from nixdeck.core.project import Project, demo_status, start_demo, stop_demo
-from nixdeck.core.project.demo import DemoAddressBusy, demo_state_path, read_state
+from nixdeck.core.project.demo import DemoAddressBusy, demo_ready, demo_state_path, read_state
 from nixdeck.core.ssh.knownhosts import KnownHosts
 from nixdeck.core.ssh.session import connect
 
@@ -181,7 +181,7 @@ def test_demo_run_stops_the_devices_when_the_window_ends(data_dir: Path) -> None
             env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
         )  # fmt: skip
         deadline = time.monotonic() + 60
-        while proc.poll() is None and not demo_state_path(data_dir).exists() and time.monotonic() < deadline:
+        while proc.poll() is None and not demo_ready(data_dir) and time.monotonic() < deadline:
             time.sleep(0.05)
         if proc.poll() is not None:
             out, err = proc.communicate()

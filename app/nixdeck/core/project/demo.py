@@ -189,9 +189,19 @@ def read_state(data_dir: Path) -> list[RunningDevice]:
         raise DemoError(f"{path} is unreadable ({exc}); stop leftover sshd by hand and delete it", path=path) from None
 
 
-def _write_state(data_dir: Path, devices: Sequence[RunningDevice], fleet: Path) -> None:
-    data: dict[str, Any] = {"version": STATE_VERSION, "fleet": str(fleet), "devices": [asdict(d) for d in devices]}
+def _write_state(data_dir: Path, devices: Sequence[RunningDevice], fleet: Path, *, ready: bool = False) -> None:
+    data: dict[str, Any] = {
+        "version": STATE_VERSION, "fleet": str(fleet), "ready": ready, "devices": [asdict(d) for d in devices],
+    }  # fmt: skip
     atomic_write(demo_state_path(data_dir), (json.dumps(data, indent=2) + "\n").encode(), backup=False)
+
+
+def demo_ready(data_dir: Path) -> bool:
+    """True once a started demo's devices are trusted and its inventory points at them."""
+    try:
+        return bool(json.loads(demo_state_path(data_dir).read_text(encoding="utf-8")).get("ready"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _pid_ns_for_children(pid: int) -> str | None:
@@ -269,7 +279,7 @@ def start_demo(
     octet = first_octet_default() if first_octet is None else first_octet
     with _demo_lock(data_dir):
         running = read_state(data_dir)
-        if running and all(d.running for d in running) and not reset:
+        if running and all(d.running for d in running) and demo_ready(data_dir) and not reset:
             return DemoStart(demo_fleet_path(data_dir), running, running[0].isolated, already_running=True)
         if running:
             _stop_devices(data_dir, running)
@@ -298,7 +308,7 @@ def start_demo(
                     _pid_ns_for_children(pid) if dev.isolated else None, dev.isolated, str(dev.dir),
                     str(fleet.client_key),
                 ))  # fmt: skip
-            _write_state(data_dir, devices, fleet_dir)
+            _write_state(data_dir, devices, fleet_dir)  # first, so `demo stop` finds them whatever happens
             fleet.trust_all(KnownHosts.in_data_dir(data_dir))
             secret, public = _demo_signing_key(data_dir)
             _trust_signing_key(fleet, public)
@@ -306,6 +316,7 @@ def start_demo(
             if changes:
                 asyncio.run(gitrepo.commit_paths(fleet_dir, "Demo: point the inventory at the simulated devices",
                                                  INVENTORY_FILE))
+            _write_state(data_dir, devices, fleet_dir, ready=True)
         except BaseException:
             with contextlib.suppress(SimDeviceError):
                 fleet.stop()
