@@ -42,12 +42,16 @@ class StorePathMapper:
     def map_path(self, path: str | None) -> str | None:
         if not path:
             return path
+        if self.store_source is not None:
+            # the flake may sit in a subdirectory of its source (a git flake below the repo's top)
+            if path == self.store_source or path.startswith(self.store_source + "/"):
+                rel = path[len(self.store_source) :].lstrip("/")
+                return str(self.root / rel) if rel else str(self.root)
+            return path
         m = _SOURCE_PATH_RE.match(path)
         if m is None:
             return path
-        store, rel = m.group(1), (path[len(m.group(1)) :].lstrip("/"))
-        if self.store_source is not None:
-            return str(self.root / rel) if store == self.store_source else path
+        rel = path[len(m.group(1)) :].lstrip("/")
         candidate = self.root / rel
         return str(candidate) if rel and candidate.exists() else path
 
@@ -56,18 +60,31 @@ class StorePathMapper:
         return _SOURCE_PATH_RE.sub(lambda m: self.map_path(m.group(0)) or m.group(0), text)
 
 
-def untracked_files(messages: Iterable[NixMessage | str], source_root: str | Path | None = None) -> list[str]:
+def untracked_files(
+    messages: Iterable[NixMessage | str], source_root: str | Path | None = None, store_source: str | None = None
+) -> list[str]:
     """Files a git flake could not see, relative to the flake root, in order, without duplicates.
 
     With `source_root`, only files that exist in the working tree are returned (those are the ones
     to `git add`; a file missing from the tree too is a plain mistake, not an untracked file).
+    `store_source` is the flake's store directory (`NixLogParser.flake_source`): for a flake in a
+    subdirectory of its repository, paths are made relative to that subdirectory.
     """
+    sub = ""
+    if store_source:
+        m0 = _SOURCE_PATH_RE.match(store_source)
+        if m0 is not None:
+            sub = store_source[len(m0.group(1)) :].strip("/")
     out: list[str] = []
     for m in messages:
         text = strip_ansi(m if isinstance(m, str) else m.text)
         for rx in _UNTRACKED_RES:
             for hit in rx.finditer(text):
                 rel = hit.group(2)
+                if sub:
+                    if not rel.startswith(sub + "/"):
+                        continue
+                    rel = rel[len(sub) + 1 :]
                 if rel in out:
                     continue
                 if source_root is not None and not (Path(source_root) / rel).exists():

@@ -92,7 +92,7 @@ class LogSummary:
 
     @property
     def untracked_files(self) -> list[str]:
-        return untracked_files(self.errors, self.source_root)
+        return untracked_files(self.errors, self.source_root, self.flake_source)
 
     @property
     def missing_attribute(self) -> MissingAttribute | None:

@@ -63,7 +63,9 @@ _BUILDS = int(ActivityType.BUILDS)
 _POST_BUILD_HOOK = int(ActivityType.POST_BUILD_HOOK)
 _COPY_PATHS = int(ActivityType.COPY_PATHS)
 _COPY_PATH = int(ActivityType.COPY_PATH)
-_FLAKE_EVAL_RE = re.compile(r"^evaluating file '(/nix/store/[a-z0-9]{32}-source)/flake\.nix'")
+# The flake's own directory in the store: the source root, or a subdirectory of it for a flake in
+# a subdirectory of a git repository (`?dir=`, or a path below the work tree's top).
+_FLAKE_EVAL_RE = re.compile(r"^evaluating file '(/nix/store/[a-z0-9]{32}-source(?:/[^']+?)?)/flake\.nix'")
 _INTERRUPTED = "interrupted by the user"
 
 

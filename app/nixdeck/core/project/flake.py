@@ -99,8 +99,27 @@ def error_message(stderr: str, flake_dir: Path | None = None) -> str:
         if msg.startswith("error: "):
             msg = msg[len("error: ") :]
     if flake_dir is not None:
-        msg = _STORE_SOURCE_RE.sub(str(flake_dir), msg)
+        msg = _STORE_SOURCE_RE.sub(lambda _m: str(source_root(flake_dir)), msg)
+        if "is not a valid URL" in msg and _URL_UNSAFE_RE.search(str(flake_dir)):
+            msg += (
+                " (this Nix cannot use a flake whose path has spaces, non-ASCII or other characters not"
+                " allowed in a URL: rename or move the project directory)"
+            )
     return msg
+
+
+# Characters Nix's flake URL parser accepts in a path (RFC 3986 pchar without %-escapes, plus '/').
+_URL_UNSAFE_RE = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/]")
+
+
+def source_root(flake_dir: Path) -> Path:
+    """The directory Nix copies to ``/nix/store/<hash>-source`` for a flake path: the top of the git
+    work tree holding it (Nix looks upwards for ``.git``, the flake being a subdirectory), else itself."""
+    d = flake_dir.resolve()
+    for candidate in (d, *d.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return d
 
 
 @dataclass(frozen=True)

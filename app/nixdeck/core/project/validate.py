@@ -18,6 +18,7 @@ from .errors import InvalidValue
 NAME_RE = re.compile(r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 NIX_ATTR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_'-]*")
 _LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_SCOPE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
 USER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 PORT_MIN, PORT_MAX = 1, 65535
 CONFIRM_TIMEOUT_MAX = 3600
@@ -65,8 +66,16 @@ def host(value: str, field: str = "host") -> str:
             f"{field}: {value!r}: write IPv6 addresses without brackets", field=field, value=value
         )
     if ":" in value:
+        addr, _, scope = value.partition("%")
+        if "%" in value and not _SCOPE_RE.fullmatch(scope):
+            # Python accepts any zone text; it ends up in store URIs and ssh_config files
+            raise InvalidValue(
+                f"{field}: {value!r}: the IPv6 zone after '%' must be an interface name or number",
+                field=field,
+                value=value,
+            )
         try:
-            ipaddress.IPv6Address(value)
+            ipaddress.IPv6Address(addr if not scope else value)
         except ValueError:
             raise InvalidValue(
                 f"{field}: {value!r} is not a valid IPv6 address or host name (put the port in 'port')",
