@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -25,6 +25,7 @@ from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.errors import TaskFailed, UserError
 from nixdeck.core.tasks.model import TaskRecord
 from nixdeck.core.tasks.operation import Operation
+from nixdeck.core.tasks.procs import group_members
 from nixdeck.core.tasks.store import TaskStore
 from nixdeck.core.tasks.submission import Submission
 
@@ -141,12 +142,13 @@ class QuickParentOp(Operation):
 TEST_OPS: list[Operation] = [ScriptOp(), ParentOp(), QuickOp(), QuickParentOp()]
 
 
-def make_engine(store: TaskStore, **kw: Any) -> TaskEngine:
+def make_engine(store: TaskStore, *, ops: Iterable[Operation] | None = None, **kw: Any) -> TaskEngine:
+    """An engine with short grace/retry/poll times and the test operations (or `ops`)."""
     kw.setdefault("grace", 1.0)
     kw.setdefault("retry_delay", 0.05)
     kw.setdefault("cancel_poll", 0.1)
     engine = TaskEngine(store, **kw)
-    for op in TEST_OPS:
+    for op in TEST_OPS if ops is None else ops:
         engine.register(op)
     return engine
 
@@ -216,18 +218,7 @@ def live_with_marker(marker: str) -> list[int]:
 
 def group_pids(pgid: int) -> list[int]:
     """Live (non-zombie) pids in process group `pgid`."""
-    out = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry.name}/stat").read_bytes()
-        except OSError:
-            continue
-        f = raw[raw.rfind(b")") + 2 :].split()
-        if f[0] != b"Z" and int(f[2]) == pgid:
-            out.append(int(entry.name))
-    return out
+    return group_members(pgid)
 
 
 def wait_for(cond: Callable[[], T], what: str, limit: float = 60.0, step: float = 0.05) -> T:

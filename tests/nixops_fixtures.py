@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from engine_helpers import run_engine
 from nixdeck.core.ops import all_operations
 from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.model import MessageRecord, TaskRecord
-from nixdeck.core.tasks.store import TaskStore
 from nixdeck.core.tasks.submission import Submission
 
 T = TypeVar("T")
@@ -18,19 +17,7 @@ T = TypeVar("T")
 
 def run_ops(data_dir: Path, scenario: Callable[[TaskEngine], Awaitable[T]]) -> T:
     """Run `scenario(engine)` with every real operation registered; closes engine and store."""
-
-    async def main() -> T:
-        store = TaskStore(data_dir)
-        engine = TaskEngine(store, grace=2.0, cancel_poll=0.1)
-        for op in all_operations():
-            engine.register(op)
-        try:
-            return await scenario(engine)
-        finally:
-            await engine.close()
-            store.close()
-
-    return asyncio.run(main())
+    return run_engine(data_dir, scenario, ops=all_operations(), grace=2.0)
 
 
 async def run_task(engine: TaskEngine, kind: str, sub: Submission, **kw: Any) -> TaskRecord:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+import engine_helpers
 from fleet_fixtures import commit_all, copy_fleet
 from nixdeck.core.ops import all_operations
 from nixdeck.core.project import Project
@@ -24,7 +25,6 @@ from nixdeck.core.ssh.knownhosts import KnownHosts
 from nixdeck.core.ssh.simdevice import SimDevice, SimFleet
 from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.model import ProcessRecord, TaskRecord
-from nixdeck.core.tasks.store import TaskStore
 from ssh_fixtures import start_fleet
 
 T = TypeVar("T")
@@ -122,18 +122,8 @@ class DeployWorld:
 
 
 def run_engine(data_dir: Path, scenario: Callable[[TaskEngine], Awaitable[T]], **kw: Any) -> T:
-    async def main() -> T:
-        store = TaskStore(data_dir)
-        engine = TaskEngine(store, grace=1.0, cancel_poll=0.1, **kw)
-        for op in all_operations():
-            engine.register(op)
-        try:
-            return await scenario(engine)
-        finally:
-            await engine.close()
-            store.close()
-
-    return asyncio.run(main())
+    """`engine_helpers.run_engine` with every real operation registered."""
+    return engine_helpers.run_engine(data_dir, scenario, ops=all_operations(), **kw)
 
 
 def make_world(
