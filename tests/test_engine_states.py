@@ -111,6 +111,10 @@ def test_cascade_cancel_ends_children_and_processes(data_dir: Path, tmp_path: Pa
         kids.append(ScriptSub(code="pass"))
         pid = await engine.submit("test_parent", ParentSub(children=kids))
         await async_wait_for(lambda: len(live_with_marker(marker)) >= 6, "both process trees")
+        # the quick child must have ended on its own first: it stays completed through the cascade
+        await async_wait_for(
+            lambda: [k.state for k in engine.store.children(pid)].count(S.COMPLETED) == 1, "the quick child"
+        )
         assert await engine.cancel(pid)
         p = await engine.wait(pid)
         assert p.state == S.CANCELED
