@@ -182,7 +182,7 @@ def test_standalone_boot_builds_itself_and_skips_confirm(worlds: Worlds) -> None
     path = rec.result["store_path"]  # type: ignore[attr-defined]
     steps = {s.name: s for s in jobs[0].steps}
     assert steps["build"].detail == path
-    assert steps["confirm"].detail.startswith("skipped: no confirm or rollback for boot")
+    assert steps["confirm"].detail.startswith("skipped: no confirm for boot")
     assert steps["confirm"].state == TaskState.COMPLETED
     assert world.profile_system("node1") == path
     assert world.current_system("node1") is None  # boot does not activate now
@@ -243,7 +243,7 @@ def test_cli_deploy_by_tag_with_boot(worlds: Worlds, capsys: pytest.CaptureFixtu
     code = main(["deploy", "--project", world.project_dir, "--tag", "web", "--action", "boot", "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "no confirm or rollback for boot" in captured.err
+    assert "no confirm for boot" in captured.err
     (parent,) = json.loads(captured.out[captured.out.index("[\n") :])
     assert parent["kind"] == DEPLOY and parent["state"] == "completed"
     assert sorted(parent["result"]["devices"]) == ["node1", "node3"]

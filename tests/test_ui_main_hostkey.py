@@ -55,7 +55,7 @@ def test_deploy_dialog_gives_the_deploy_submission_fields(qtbot) -> None:
     assert "2 waves" in dlg.summary.text() and "2. web2, db1" in dlg.summary.text()
     assert dlg.values()["action"] is None  # each device's own action
     dlg.action.setCurrentText("boot")
-    assert "no confirm or rollback for boot" in dlg.confirm_note.text().lower()
+    assert "no confirm for boot" in dlg.confirm_note.text().lower()
     dlg.action.setCurrentText("switch")
     assert "rolled back" in dlg.confirm_note.text()
     dlg.action.setCurrentText("dry-activate")

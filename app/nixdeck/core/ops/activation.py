@@ -1,11 +1,16 @@
-"""Activation on a device over asyncssh: set the system profile, run switch-to-configuration, confirm
-on a new connection, roll back.
+"""Activation on a device: run `switch-to-configuration` under a device-side supervisor, confirm on
+a new connection, and let the device keep or restore its system by a decision that only one side
+can make (see `device_scripts` for the device's half).
 
 Exit codes are read, not guessed from text: switch-to-configuration exits 0 when all went well, 4 when
 the new system is active but some units failed (we name them from its output), anything else is a
 failed activation. `switch` and `boot` make a new generation of the system profile (as nixos-rebuild
-does); `test` and `dry-activate` leave the profile alone. Confirm and rollback apply to `switch` and
-`test` only: `boot` changes nothing until the next reboot and `dry-activate` changes nothing at all.
+does); `test` and `dry-activate` leave the profile alone. Confirm applies to `switch` and `test`:
+`boot` changes nothing until the next reboot and `dry-activate` changes nothing at all.
+
+Whatever happens to the controller (cancel, timeout, kill -9, a lost connection), the device ends
+with the new system confirmed or exactly the system it ran before: the supervisor rolls back by
+itself when no decision arrives before its deadline (confirm window + `DECISION_MARGIN`).
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from nixdeck.core.nix.commands import SYSTEM_PROFILE, set_profile_argv, switch_argv
-from nixdeck.core.ops.remote import describe_remote_exit, known_hosts, run_logged
+from nixdeck.core.nix.commands import SYSTEM_PROFILE, switch_argv
+from nixdeck.core.ops import device_scripts
+from nixdeck.core.ops.remote import known_hosts, run_logged
 from nixdeck.core.ssh.errors import HostKeyChanged, SshError
 from nixdeck.core.ssh.options import SshTarget
 from nixdeck.core.ssh.session import SshSession
 from nixdeck.core.tasks.context import TaskContext
-from nixdeck.core.tasks.errors import TaskFailed, UserError
+from nixdeck.core.tasks.errors import TaskFailed
 
 SWITCH_OK = 0
 SWITCH_UNITS_FAILED = 4
@@ -31,6 +37,10 @@ CONFIRMED_ACTIONS = ("switch", "test")
 PROFILE_ACTIONS = ("switch", "boot")
 CURRENT_SYSTEM = "/run/current-system"
 RETRY_PAUSE = 0.5
+#: Seconds the device waits for a decision beyond the controller's confirm window.
+DECISION_MARGIN = 5.0
+#: How long the controller waits for a rollback it asked for (or the device's own) to finish.
+SETTLE_LIMIT = 120.0
 
 _FAILED_LIST = re.compile(r"the following units failed:\s*(.+)$")
 _JOB_FAILED = re.compile(r"Job for (\S+?) failed")
@@ -43,7 +53,7 @@ def has_confirm(action: str) -> bool:
 
 def no_confirm_reason(action: str) -> str:
     if action == "boot":
-        return "no confirm or rollback for boot: the new system starts at the next reboot"
+        return "no confirm for boot: the new system starts at the next reboot"
     if action == "dry-activate":
         return "no confirm or rollback for dry-activate: nothing is changed on the device"
     return "confirm turned off for this device (setting confirm=false)"
@@ -63,87 +73,239 @@ def failed_units(lines: list[str]) -> list[str]:
 
 @dataclass
 class DeviceSystem:
-    """What the device ran before activation: what to go back to."""
+    """What a device runs: ``/run/current-system``, the system profile's link and its system."""
 
-    current: str | None  # readlink /run/current-system
-    profile: str | None  # readlink -f of the system profile
+    current: str | None
+    profile: str | None
+    generation: str | None = None  # e.g. "system-5-link"
+
+    @property
+    def consistent(self) -> bool:
+        return self.current == self.profile
 
 
 @dataclass
-class Activation:
-    exit_code: int
-    failed_units: list[str] = field(default_factory=list)
+class DeviceStatus:
+    """The supervisor's status file, parsed (the last value of each key wins)."""
+
+    facts: dict[str, str] = field(default_factory=dict)
+    missing: bool = False
+
+    @classmethod
+    def parse(cls, lines: list[str]) -> DeviceStatus:
+        if [ln.strip() for ln in lines if ln.strip()] == ["missing"]:
+            return cls(missing=True)
+        facts: dict[str, str] = {}
+        for line in lines:
+            key, sep, value = line.strip().partition("=")
+            if sep:
+                facts[key] = value.strip()
+        return cls(facts)
+
+    def _system(self, prefix: str) -> DeviceSystem:
+        f = self.facts
+        return DeviceSystem(
+            f.get(f"{prefix}-current") or None, f.get(f"{prefix}-profile") or None, f.get(f"{prefix}-link") or None
+        )
+
+    @property
+    def before(self) -> DeviceSystem:
+        return self._system("before")
+
+    @property
+    def after(self) -> DeviceSystem:
+        return self._system("after")
+
+    @property
+    def final(self) -> str | None:
+        return self.facts.get("final")
+
+    @property
+    def switched(self) -> int | None:
+        value = self.facts.get("switched")
+        return int(value) if value is not None and value.lstrip("-").isdigit() else None
+
+    @property
+    def rollback_reason(self) -> str | None:
+        return self.facts.get("rolling-back")
+
+    def summary(self) -> str:
+        """One sentence for the task error: what the device ended up running."""
+        after = self.after
+        final = self.final
+        if final in ("confirm", "keep", "done"):
+            return f"the device runs {after.current}"
+        if final == "rolled-back":
+            if after.current is None and after.profile is None:
+                return "rolled back: the device runs no system of NixDeck's again, as before this first deploy"
+            return f"rolled back to {after.current or after.profile}" + _generation(after)
+        if final == "not-started":
+            return "nothing was activated on the device"
+        if final == "nothing-to-roll-back":
+            return "no previous system to roll back to (first deploy to this device); it runs " + str(after.current)
+        if final == "rollback-failed":
+            return f"the rollback on the device failed; it runs {after.current} (profile {after.profile})"
+        if final == "failed":
+            return f"rollback is off for this device; it runs {after.current} (profile {after.profile})"
+        return "the device's activation has not ended yet"
 
 
-# One remote command for the whole activation (each command starts the login shell, which on a
-# busy device costs more than the work): report what ran before, set the profile, switch.
-# Values arrive as positional parameters, never inside the script text.
-ACTIVATE_SCRIPT = """\
-tag="$1"; system="$2"; action="$3"; profile="$4"; set_profile="$5"
-echo "$tag current=$(readlink /run/current-system 2>/dev/null)" >&2
-echo "$tag profile=$(readlink -e "$profile" 2>/dev/null)" >&2
-if [ "$set_profile" = 1 ]; then
-  nix-env -p "$profile" --set "$system" || { rc=$?; echo "$tag profile-failed=$rc" >&2; exit "$rc"; }
-fi
-echo "$tag switching" >&2
-exec "$system/bin/switch-to-configuration" "$action"
-"""
+def _generation(system: DeviceSystem) -> str:
+    if system.generation is None:
+        return ""
+    gen = system.generation.removesuffix("-link").rpartition("-")[2]
+    return f" (generation {gen})" if gen.isdigit() else ""
 
 
-async def _readlink(session: SshSession, path: str, *, follow: bool = False) -> str | None:
-    if not follow:
-        return await session.readlink(path)
-    res = await session.run_capture(["readlink", "-e", path], timeout=30)
-    text = res.stdout[0].strip() if res.stdout else ""
-    return text if res.exit_status == 0 and text else None
+def activation_record(status: DeviceStatus) -> dict[str, object]:
+    """What the task result keeps of the device's activation."""
+    before, after = status.before, status.after
+    return {
+        "final": status.final,
+        "before": {"current": before.current, "profile": before.profile, "generation": before.generation},
+        "after": {"current": after.current, "profile": after.profile, "generation": after.generation},
+        "rollback_reason": status.rollback_reason,
+    }
 
 
-async def activate(
-    ctx: TaskContext,
-    session: SshSession,
-    path: str,
-    action: str,
-    *,
-    job: str,
-    tail: collections.deque[str],
-) -> tuple[DeviceSystem, Activation]:
-    """Read what runs now, set the profile (switch/boot), run switch-to-configuration; returns what
-    ran before and the outcome. TaskFailed unless switch-to-configuration exits 0 or 4."""
-    device = session.target.display_name
-    switch = switch_argv(path, action)
-    profile_argv = set_profile_argv(path)
-    tag = f"NIXDECK-{secrets.token_hex(6)}"
-    facts: dict[str, str] = {}
-    lines: list[str] = []
+class DeviceActivation:
+    """One activation supervised on the device; the handle the controller decides through."""
 
-    def intercept(stream: str, line: str) -> bool:
-        if stream == "stderr" and line.startswith(tag + " "):
-            key, _, value = line[len(tag) + 1 :].partition("=")
-            facts[key] = value.strip()
-            return True
-        lines.append(line)
-        return False
+    def __init__(self, target: SshTarget, path: str, action: str, *, activation_id: str | None = None) -> None:
+        self.target = target
+        self.path = path
+        self.action = action
+        self.id = activation_id or f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
+        self.dir = f"{device_scripts.ACTIVATIONS_DIR}/{self.id}"
+        self.status = DeviceStatus()
+        self.lines: list[str] = []
 
-    with_profile = action in PROFILE_ACTIONS
-    shown = [*profile_argv, "&&", *switch] if with_profile else switch
-    argv = ["sh", "-c", ACTIVATE_SCRIPT, "sh", tag, path, action, SYSTEM_PROFILE, "1" if with_profile else "0"]
-    code = await run_logged(
-        ctx, session, argv, job=job, step="activate", tail=tail, intercept=intercept, shown_argv=shown
-    )
-    before = DeviceSystem(facts.get("current") or None, facts.get("profile") or None)
-    if "profile-failed" in facts:
-        raise TaskFailed(f"setting the system profile failed: {describe_remote_exit(profile_argv, code, device)}")
-    if "switching" not in facts:
-        raise TaskFailed(f"activation did not start on {device}: the remote shell exited with code {code}")
-    if code == SWITCH_OK:
-        return before, Activation(code)
-    if code == SWITCH_UNITS_FAILED:
-        return before, Activation(code, failed_units(lines))
-    raise TaskFailed(f"activation failed: {describe_remote_exit(switch, code, device)}")
+    async def start(
+        self,
+        ctx: TaskContext,
+        session: SshSession,
+        *,
+        wait_s: float,
+        rollback_on: bool,
+        job: str,
+        tail: collections.deque[str],
+    ) -> DeviceStatus:
+        """Start the supervisor and follow the switch's output until it ends; returns the status
+        then (what ran before, the switch's exit code). A lost connection does not stop the
+        supervisor: the status is read on a new connection."""
+        tag = f"NIXDECK-{secrets.token_hex(6)}"
+        status_lines: list[str] = []
+        facts: dict[str, str] = {}
+
+        def intercept(stream: str, line: str) -> bool:
+            if stream == "stderr" and line.startswith(tag + " "):
+                body = line[len(tag) + 1 :]
+                status_lines.append(body)
+                key, _, value = body.partition("=")
+                facts[key] = value.strip()
+                return True
+            self.lines.append(line)
+            return False
+
+        set_profile = "1" if self.action in PROFILE_ACTIONS else "0"
+        argv = [
+            "sh", "-c", device_scripts.LAUNCH, "sh", device_scripts.ACTIVATIONS_DIR, self.id,
+            device_scripts.SUPERVISOR, tag, self.path, self.action, SYSTEM_PROFILE, set_profile,
+            str(int(wait_s + 0.999)), "1" if rollback_on else "0",
+        ]  # fmt: skip
+        shown = ["nixdeck-activate", self.dir, *switch_argv(self.path, self.action)]
+        try:
+            code = await run_logged(
+                ctx, session, argv, job=job, step="activate", tail=tail, intercept=intercept, shown_argv=shown
+            )
+        except TaskFailed:
+            # the connection broke while following: the supervisor goes on; read its status anew
+            if not facts:
+                raise
+            self.status = await self.wait_switched(ctx)
+            return self.status
+        if "launch-failed" in facts:
+            raise TaskFailed(f"activation did not start on {self.target.display_name}: {facts['launch-failed']}")
+        self.status = DeviceStatus.parse(status_lines)
+        if self.status.switched is None and self.status.final is None:
+            raise TaskFailed(
+                f"activation did not start on {self.target.display_name}: the remote shell exited with code {code}"
+            )
+        return self.status
+
+    async def _on_any(self, ctx: TaskContext, script: str, *args: str, limit: float) -> list[str] | None:
+        """Run a small script on a NEW connection, retried until ``limit``; None if unreachable."""
+        deadline = time.monotonic() + limit
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            attempt = SshTarget(
+                self.target.host, self.target.port, self.target.user, identity_file=self.target.identity_file,
+                name=self.target.name, connect_timeout=max(1.0, min(10.0, left)),
+            )  # fmt: skip
+            try:
+                session = await SshSession.open(attempt, known_hosts(ctx))
+            except SshError:
+                await asyncio.sleep(min(RETRY_PAUSE, max(0.0, deadline - time.monotonic())))
+                continue
+            try:
+                res = await session.run_capture(["sh", "-c", script, "sh", *args], timeout=max(5.0, left + 5.0))
+                return res.stdout
+            except SshError:
+                continue
+            finally:
+                await asyncio.shield(session.close())
+
+    async def wait_switched(self, ctx: TaskContext) -> DeviceStatus:
+        """After a lost connection: poll until the switch has ended (bounded by SETTLE_LIMIT)."""
+        deadline = time.monotonic() + SETTLE_LIMIT
+        while time.monotonic() < deadline:
+            lines = await self._on_any(ctx, "cat \"$1/status\" 2>/dev/null || echo missing", self.dir, limit=30.0)
+            if lines is not None:
+                status = DeviceStatus.parse(lines)
+                if status.missing or status.switched is not None or status.final is not None:
+                    return status
+            await asyncio.sleep(RETRY_PAUSE)
+        raise TaskFailed(f"lost the connection to {self.target.display_name} during activation and could not read its status")
+
+    async def decide(self, session: SshSession | None, ctx: TaskContext, what: str, reason: str = "") -> str | None:
+        """Make the decision (``confirm``, ``keep`` or ``rollback``); returns the one that won,
+        which is the device's own ``rollback`` when its deadline passed first. None: unreachable."""
+        args = (self.dir, what, reason)
+        if session is not None:
+            try:
+                res = await session.run_capture(["sh", "-c", device_scripts.DECIDE, "sh", *args], timeout=30)
+                return (res.stdout[-1].strip() if res.stdout else "") or None
+            except SshError:
+                pass
+        lines = await self._on_any(ctx, device_scripts.DECIDE, *args, limit=15.0)
+        return (lines[-1].strip() if lines else "") or None
+
+    async def settle(self, ctx: TaskContext, session: SshSession | None, limit: float = SETTLE_LIMIT) -> DeviceStatus:
+        """Wait until the supervisor is done and return its final status (bounded)."""
+        script, args = device_scripts.WAIT_FINAL, (self.dir, str(int(limit)))
+        if session is not None:
+            try:
+                res = await session.run_capture(["sh", "-c", script, "sh", *args], timeout=limit + 10)
+                self.status = DeviceStatus.parse(res.stdout)
+                return self.status
+            except SshError:
+                pass
+        lines = await self._on_any(ctx, script, *args, limit=limit)
+        if lines is not None:
+            self.status = DeviceStatus.parse(lines)
+        return self.status
+
+    async def abort(self, ctx: TaskContext, session: SshSession | None, reason: str) -> DeviceStatus:
+        """Cancel: roll back unless the new system was already confirmed, and wait for the device."""
+        await self.decide(session, ctx, "rollback", reason)
+        return await self.settle(ctx, session)
 
 
-async def confirm(ctx: TaskContext, target: SshTarget, expected: str, window: float) -> None:
-    """A NEW connection within ``window`` seconds proves the device answers and runs ``expected``.
+async def confirm(ctx: TaskContext, target: SshTarget, expected: str, window: float, act: DeviceActivation) -> str:
+    """A NEW connection within ``window`` seconds proves the device answers and runs ``expected``;
+    over that connection NixDeck tells the device to keep it. Returns the decision that won.
 
     Connection failures are retried until the window closes (a switch may restart sshd); a changed
     host key or a different running system fails at once. Raises TaskFailed with the reason."""
@@ -167,78 +329,16 @@ async def confirm(ctx: TaskContext, target: SshTarget, expected: str, window: fl
             await asyncio.sleep(min(RETRY_PAUSE, max(0.0, deadline - time.monotonic())))
             continue
         try:
-            running = await _readlink(session, CURRENT_SYSTEM)
+            running = await session.readlink(CURRENT_SYSTEM)
+            if running != expected:
+                raise TaskFailed(f"{target.display_name} runs {running or 'no system'} instead of {expected}")
+            won = await act.decide(session, ctx, "confirm")
         except SshError as e:
             last = str(e)
             continue
         finally:
             await asyncio.shield(session.close())
-        if running != expected:
-            raise TaskFailed(f"{target.display_name} runs {running or 'no system'} instead of {expected}")
-        return
-
-
-async def rollback(
-    ctx: TaskContext,
-    session: SshSession | None,
-    target: SshTarget,
-    action: str,
-    before: DeviceSystem,
-    *,
-    job: str,
-    tail: collections.deque[str],
-) -> str:
-    """Go back to what ran before: over the deploy's connection if it still works, else a new one.
-
-    Returns a sentence for the task error; never raises for an unreachable device (it says so)."""
-    if action == "switch" and before.profile is None:
-        return "no previous generation to roll back to (first deploy to this device)"
-    if before.current is None and action == "test":
-        return "nothing ran before this test activation: nothing to roll back to"
-    sessions: list[SshSession] = [session] if session is not None else []
-    opened: SshSession | None = None
-    errors: list[str] = []
-    try:
-        for attempt in range(2):
-            if attempt == 1:
-                try:
-                    opened = await SshSession.open(target, known_hosts(ctx))
-                except SshError as e:
-                    errors.append(str(e))
-                    break
-                sessions.append(opened)
-            if not sessions:
-                continue
-            try:
-                return await _rollback_on(ctx, sessions[-1], action, before, job=job, tail=tail)
-            except UserError as e:  # the connection broke (SSH errors arrive as user errors)
-                errors.append(str(e))
-            except TaskFailed as e:
-                return f"rollback failed: {e}"
-    finally:
-        if opened is not None:
-            await asyncio.shield(opened.close())
-    return "rollback could not reach the device: " + "; ".join(errors)
-
-
-async def _rollback_on(
-    ctx: TaskContext, session: SshSession, action: str, before: DeviceSystem, *, job: str, tail: collections.deque[str]
-) -> str:
-    device = session.target.display_name
-    if action == "switch":
-        argv = ["nix-env", "-p", SYSTEM_PROFILE, "--rollback"]
-        code = await run_logged(ctx, session, argv, job=job, step="confirm", tail=tail)
-        if code != 0:
-            raise TaskFailed(describe_remote_exit(argv, code, device))
-        system = await _readlink(session, SYSTEM_PROFILE, follow=True)
-        if system is None:
-            raise TaskFailed("the system profile is gone after the rollback")
-        back = "switch"
-    else:
-        assert before.current is not None
-        system, back = before.current, "test"
-    argv = switch_argv(system, back)
-    code = await run_logged(ctx, session, argv, job=job, step="confirm", tail=tail)
-    if code not in (SWITCH_OK, SWITCH_UNITS_FAILED):
-        raise TaskFailed(f"re-activating {system} failed: {describe_remote_exit(argv, code, device)}")
-    return f"rolled back to {system}"
+        if won is None:
+            last = "the device did not take the confirmation"
+            continue
+        return won

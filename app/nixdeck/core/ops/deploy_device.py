@@ -262,49 +262,106 @@ class DeployDevice(Operation):
         result["store_path"] = path
 
         session: SshSession | None = None
+        act: activation.DeviceActivation | None = None
         try:
             async with ctx.step("copy", job=JOB, detail=f"to {target.store_uri()}"):
                 phase(f"copying {path} to {target.label}", 0.3)
                 session = await copy_and_connect(
                     ctx, project, target, path, substitute=settings.substitute_on_destination, tail=tail
                 )
+            window = float(settings.confirm_timeout)
+            act = activation.DeviceActivation(target, path, action)
+            result["activation"] = {"id": act.id, "dir": act.dir, "final": None}
+            ctx.set_result(**result)  # stored now: whoever recovers this task finds the device's record
             async with ctx.step("activate", job=JOB, detail=action) as step:
                 phase(f"activating ({action})", 0.7)
-                before, outcome = await activation.activate(ctx, session, path, action, job=JOB, tail=tail)
-                result["previous_system"] = before.current
-                if outcome.exit_code == activation.SWITCH_UNITS_FAILED:
-                    units = ", ".join(outcome.failed_units) or "(unnamed)"
-                    result["failed_units"] = outcome.failed_units
+                status = await act.start(
+                    ctx, session, wait_s=(window if confirm_on else 0.0) + activation.DECISION_MARGIN,
+                    rollback_on=settings.rollback, job=JOB, tail=tail,
+                )  # fmt: skip
+                _record_before(result, status)
+                code = status.switched
+                if code not in (activation.SWITCH_OK, activation.SWITCH_UNITS_FAILED):
+                    final = await act.settle(ctx, session)
+                    _record_after(result, final)
+                    what = f"exited with code {code}" if code is not None else "did not run"
+                    result["outcome"] = "rolled back" if final.final == "rolled-back" else "failed"
+                    raise TaskFailed(f"activation failed: switch-to-configuration {action} {what} on "
+                                     f"{target.display_name}; {final.summary()}")
+                if code == activation.SWITCH_UNITS_FAILED:
+                    units_found = activation.failed_units(act.lines)
+                    units = ", ".join(units_found) or "(unnamed)"
+                    result["failed_units"] = units_found
                     step.detail(f"{action}: some units failed: {units}")
                     step.warn(f"{sub.device}: {action} succeeded but some units failed: {units}")
             if not confirm_on:
                 async with ctx.step("confirm", job=JOB, detail=f"skipped: {activation.no_confirm_reason(action)}"):
-                    pass
+                    won = await act.decide(session, ctx, "keep")
+                    final = await act.settle(ctx, session)
+                    _record_after(result, final)
+                if won not in ("keep", None) or final.final not in ("keep", "done"):
+                    result["outcome"] = "rolled back" if final.final == "rolled-back" else "failed"
+                    raise TaskFailed(f"the device did not keep the new system: {final.summary()}")
                 result["outcome"] = "activated"
                 phase(f"done ({activation.no_confirm_reason(action)})", 1.0)
                 return
             async with ctx.step("confirm", job=JOB) as step:
-                window = float(settings.confirm_timeout)
                 phase(f"confirming on a new connection (within {window:g} s)", 0.9)
                 try:
-                    await activation.confirm(ctx, target, path, window)
+                    won = await activation.confirm(ctx, target, path, window, act)
+                    if won != "confirm":
+                        raise TaskFailed(f"the device rolled back by itself before the confirmation arrived ({won})")
                 except TaskFailed as e:
                     reason = str(e)
+                    phase("not confirmed: rolling back" if settings.rollback else "not confirmed", 0.95)
+                    await act.decide(session, ctx, "rollback" if settings.rollback else "keep", reason)
+                    final = await act.settle(ctx, session, limit=window + activation.DECISION_MARGIN + 60)
+                    _record_after(result, final)
                     if not settings.rollback:
                         result["outcome"] = "unconfirmed"
                         raise TaskFailed(f"{reason}; rollback is off for this device (setting rollback=false)") from None
-                    phase("not confirmed: rolling back", 0.95)
-                    back = await activation.rollback(ctx, session, target, action, before, job=JOB, tail=tail)
-                    result["outcome"] = "rolled back" if back.startswith("rolled back") else "rollback failed"
+                    back = final.summary()
+                    result["outcome"] = "rolled back" if final.final == "rolled-back" else "rollback failed"
                     result["rollback"] = back
                     step.detail(back)
                     raise TaskFailed(f"{reason}; {back}") from None
+                final = await act.settle(ctx, session, limit=30)
+                _record_after(result, final)
                 step.detail(f"{sub.device} answers and runs {path}")
             result["outcome"] = "confirmed"
             phase("done", 1.0)
+        except BaseException as e:
+            if act is not None and act.status.final is None:
+                # canceled, timed out or broken after the supervisor started: the device rolls back
+                # (unless it was confirmed already) and NixDeck waits for it, so the record says
+                # what the device runs
+                canceled = isinstance(e, asyncio.CancelledError)
+                why = "the deploy was canceled" if canceled else f"the deploy failed: {e}"
+                final = await asyncio.shield(act.abort(ctx, session, why))
+                _record_after(result, final)
+                if canceled:
+                    result["outcome"] = "canceled: " + final.summary()
+                tail.append(f"[{sub.device}] {'canceled' if canceled else 'failed'}: {final.summary()}")
+            raise
         finally:
             if session is not None:
                 await asyncio.shield(session.close())
+
+
+def _record_before(result: dict[str, Any], status: activation.DeviceStatus) -> None:
+    before = status.before
+    result["previous_system"] = before.current
+    result["previous_profile"] = before.profile
+    result["previous_generation"] = before.generation
+
+
+def _record_after(result: dict[str, Any], status: activation.DeviceStatus) -> None:
+    if status.facts:
+        _record_before(result, status)
+    record = activation.activation_record(status)
+    result["activation"] = {**result.get("activation", {}), **record}
+    after = status.after
+    result["device_system"] = {"current": after.current, "profile": after.profile}
 
 
 OPERATIONS: list[Operation] = [DeployDevice()]
