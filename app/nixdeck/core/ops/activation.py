@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 
 from nixdeck.core.nix.commands import SYSTEM_PROFILE, switch_argv
 from nixdeck.core.ops import device_scripts
-from nixdeck.core.ops.remote import known_hosts, run_logged
+from nixdeck.core.ops.remote import run_logged
 from nixdeck.core.ssh.errors import HostKeyChanged, SshError
+from nixdeck.core.ssh.knownhosts import KnownHosts
 from nixdeck.core.ssh.options import SshTarget
 from nixdeck.core.ssh.session import SshSession
 from nixdeck.core.tasks.context import TaskContext
@@ -171,8 +172,11 @@ def activation_record(status: DeviceStatus) -> dict[str, object]:
 class DeviceActivation:
     """One activation supervised on the device; the handle the controller decides through."""
 
-    def __init__(self, target: SshTarget, path: str, action: str, *, activation_id: str | None = None) -> None:
+    def __init__(
+        self, target: SshTarget, hosts: KnownHosts, path: str, action: str, *, activation_id: str | None = None
+    ) -> None:
         self.target = target
+        self.hosts = hosts
         self.path = path
         self.action = action
         self.id = activation_id or f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
@@ -222,7 +226,7 @@ class DeviceActivation:
             # the connection broke while following: the supervisor goes on; read its status anew
             if not facts:
                 raise
-            self.status = await self.wait_switched(ctx)
+            self.status = await self.wait_switched()
             return self.status
         if "launch-failed" in facts:
             raise TaskFailed(f"activation did not start on {self.target.display_name}: {facts['launch-failed']}")
@@ -233,7 +237,7 @@ class DeviceActivation:
             )
         return self.status
 
-    async def _on_any(self, ctx: TaskContext, script: str, *args: str, limit: float) -> list[str] | None:
+    async def _on_any(self, script: str, *args: str, limit: float) -> list[str] | None:
         """Run a small script on a NEW connection, retried until ``limit``; None if unreachable."""
         deadline = time.monotonic() + limit
         while True:
@@ -245,7 +249,7 @@ class DeviceActivation:
                 name=self.target.name, connect_timeout=max(1.0, min(10.0, left)),
             )  # fmt: skip
             try:
-                session = await SshSession.open(attempt, known_hosts(ctx))
+                session = await SshSession.open(attempt, self.hosts)
             except SshError:
                 await asyncio.sleep(min(RETRY_PAUSE, max(0.0, deadline - time.monotonic())))
                 continue
@@ -257,11 +261,11 @@ class DeviceActivation:
             finally:
                 await asyncio.shield(session.close())
 
-    async def wait_switched(self, ctx: TaskContext) -> DeviceStatus:
+    async def wait_switched(self) -> DeviceStatus:
         """After a lost connection: poll until the switch has ended (bounded by SETTLE_LIMIT)."""
         deadline = time.monotonic() + SETTLE_LIMIT
         while time.monotonic() < deadline:
-            lines = await self._on_any(ctx, "cat \"$1/status\" 2>/dev/null || echo missing", self.dir, limit=30.0)
+            lines = await self._on_any("cat \"$1/status\" 2>/dev/null || echo missing", self.dir, limit=30.0)
             if lines is not None:
                 status = DeviceStatus.parse(lines)
                 if status.missing or status.switched is not None or status.final is not None:
@@ -269,7 +273,7 @@ class DeviceActivation:
             await asyncio.sleep(RETRY_PAUSE)
         raise TaskFailed(f"lost the connection to {self.target.display_name} during activation and could not read its status")
 
-    async def decide(self, session: SshSession | None, ctx: TaskContext, what: str, reason: str = "") -> str | None:
+    async def decide(self, session: SshSession | None, what: str, reason: str = "") -> str | None:
         """Make the decision (``confirm``, ``keep`` or ``rollback``); returns the one that won,
         which is the device's own ``rollback`` when its deadline passed first. None: unreachable."""
         args = (self.dir, what, reason)
@@ -279,10 +283,10 @@ class DeviceActivation:
                 return (res.stdout[-1].strip() if res.stdout else "") or None
             except SshError:
                 pass
-        lines = await self._on_any(ctx, device_scripts.DECIDE, *args, limit=15.0)
+        lines = await self._on_any(device_scripts.DECIDE, *args, limit=15.0)
         return (lines[-1].strip() if lines else "") or None
 
-    async def settle(self, ctx: TaskContext, session: SshSession | None, limit: float = SETTLE_LIMIT) -> DeviceStatus:
+    async def settle(self, session: SshSession | None, limit: float = SETTLE_LIMIT) -> DeviceStatus:
         """Wait until the supervisor is done and return its final status (bounded)."""
         script, args = device_scripts.WAIT_FINAL, (self.dir, str(int(limit)))
         if session is not None:
@@ -292,24 +296,24 @@ class DeviceActivation:
                 return self.status
             except SshError:
                 pass
-        lines = await self._on_any(ctx, script, *args, limit=limit)
+        lines = await self._on_any(script, *args, limit=limit)
         if lines is not None:
             self.status = DeviceStatus.parse(lines)
         return self.status
 
-    async def abort(self, ctx: TaskContext, session: SshSession | None, reason: str) -> DeviceStatus:
+    async def abort(self, session: SshSession | None, reason: str) -> DeviceStatus:
         """Cancel: roll back unless the new system was already confirmed, and wait for the device."""
-        await self.decide(session, ctx, "rollback", reason)
-        return await self.settle(ctx, session)
+        await self.decide(session, "rollback", reason)
+        return await self.settle(session)
 
 
-async def confirm(ctx: TaskContext, target: SshTarget, expected: str, window: float, act: DeviceActivation) -> str:
+async def confirm(target: SshTarget, expected: str, window: float, act: DeviceActivation) -> str:
     """A NEW connection within ``window`` seconds proves the device answers and runs ``expected``;
     over that connection NixDeck tells the device to keep it. Returns the decision that won.
 
     Connection failures are retried until the window closes (a switch may restart sshd); a changed
     host key or a different running system fails at once. Raises TaskFailed with the reason."""
-    hosts = known_hosts(ctx)
+    hosts = act.hosts
     deadline = time.monotonic() + window
     last = "no attempt"
     while True:
@@ -332,7 +336,7 @@ async def confirm(ctx: TaskContext, target: SshTarget, expected: str, window: fl
             running = await session.readlink(CURRENT_SYSTEM)
             if running != expected:
                 raise TaskFailed(f"{target.display_name} runs {running or 'no system'} instead of {expected}")
-            won = await act.decide(session, ctx, "confirm")
+            won = await act.decide(session, "confirm")
         except SshError as e:
             last = str(e)
             continue

@@ -29,7 +29,7 @@ from pydantic import Field
 
 from nixdeck.core.nix.commands import BuildSettings, NixCommands
 from nixdeck.core.nix.messages import strip_ansi
-from nixdeck.core.ops import activation
+from nixdeck.core.ops import activation, deploy_recovery
 from nixdeck.core.ops.nixrun import (
     NixBuildFailed,
     NixRun,
@@ -53,6 +53,7 @@ from nixdeck.core.ssh.options import SshTarget, nix_ssh_options
 from nixdeck.core.ssh.session import SshSession
 from nixdeck.core.tasks.context import TaskContext
 from nixdeck.core.tasks.errors import TaskFailed, UserError
+from nixdeck.core.tasks.events import TaskChanged
 from nixdeck.core.tasks.model import TaskKind
 from nixdeck.core.tasks.operation import Operation
 from nixdeck.core.tasks.submission import Submission
@@ -269,8 +270,15 @@ class DeployDevice(Operation):
                 session = await copy_and_connect(
                     ctx, project, target, path, substitute=settings.substitute_on_destination, tail=tail
                 )
+            earlier = deploy_recovery.unsettled(ctx.engine.store, sub.device)
+            if earlier:
+                phase(f"waiting for the device to end the activation of interrupted task #{earlier[0].id}", 0.65)
+                for done in await deploy_recovery.settle_device(
+                    ctx.engine.store, known_hosts(ctx), sub.project_dir, sub.device, target
+                ):
+                    ctx.engine.bus.emit(TaskChanged(done))
             window = float(settings.confirm_timeout)
-            act = activation.DeviceActivation(target, path, action)
+            act = activation.DeviceActivation(target, known_hosts(ctx), path, action)
             result["activation"] = {"id": act.id, "dir": act.dir, "final": None}
             ctx.set_result(**result)  # stored now: whoever recovers this task finds the device's record
             async with ctx.step("activate", job=JOB, detail=action) as step:
@@ -282,7 +290,7 @@ class DeployDevice(Operation):
                 _record_before(result, status)
                 code = status.switched
                 if code not in (activation.SWITCH_OK, activation.SWITCH_UNITS_FAILED):
-                    final = await act.settle(ctx, session)
+                    final = await act.settle(session)
                     _record_after(result, final)
                     what = f"exited with code {code}" if code is not None else "did not run"
                     result["outcome"] = "rolled back" if final.final == "rolled-back" else "failed"
@@ -296,8 +304,8 @@ class DeployDevice(Operation):
                     step.warn(f"{sub.device}: {action} succeeded but some units failed: {units}")
             if not confirm_on:
                 async with ctx.step("confirm", job=JOB, detail=f"skipped: {activation.no_confirm_reason(action)}"):
-                    won = await act.decide(session, ctx, "keep")
-                    final = await act.settle(ctx, session)
+                    won = await act.decide(session, "keep")
+                    final = await act.settle(session)
                     _record_after(result, final)
                 if won not in ("keep", None) or final.final not in ("keep", "done"):
                     result["outcome"] = "rolled back" if final.final == "rolled-back" else "failed"
@@ -308,14 +316,14 @@ class DeployDevice(Operation):
             async with ctx.step("confirm", job=JOB) as step:
                 phase(f"confirming on a new connection (within {window:g} s)", 0.9)
                 try:
-                    won = await activation.confirm(ctx, target, path, window, act)
+                    won = await activation.confirm(target, path, window, act)
                     if won != "confirm":
                         raise TaskFailed(f"the device rolled back by itself before the confirmation arrived ({won})")
                 except TaskFailed as e:
                     reason = str(e)
                     phase("not confirmed: rolling back" if settings.rollback else "not confirmed", 0.95)
-                    await act.decide(session, ctx, "rollback" if settings.rollback else "keep", reason)
-                    final = await act.settle(ctx, session, limit=window + activation.DECISION_MARGIN + 60)
+                    await act.decide(session, "rollback" if settings.rollback else "keep", reason)
+                    final = await act.settle(session, limit=window + activation.DECISION_MARGIN + 60)
                     _record_after(result, final)
                     if not settings.rollback:
                         result["outcome"] = "unconfirmed"
@@ -325,7 +333,7 @@ class DeployDevice(Operation):
                     result["rollback"] = back
                     step.detail(back)
                     raise TaskFailed(f"{reason}; {back}") from None
-                final = await act.settle(ctx, session, limit=30)
+                final = await act.settle(session, limit=30)
                 _record_after(result, final)
                 step.detail(f"{sub.device} answers and runs {path}")
             result["outcome"] = "confirmed"
@@ -337,7 +345,7 @@ class DeployDevice(Operation):
                 # what the device runs
                 canceled = isinstance(e, asyncio.CancelledError)
                 why = "the deploy was canceled" if canceled else f"the deploy failed: {e}"
-                final = await asyncio.shield(act.abort(ctx, session, why))
+                final = await asyncio.shield(act.abort(session, why))
                 _record_after(result, final)
                 if canceled:
                     result["outcome"] = "canceled: " + final.summary()

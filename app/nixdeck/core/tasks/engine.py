@@ -13,7 +13,7 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -500,6 +500,15 @@ class TaskEngine:
         )
 
     # -- shutdown -------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def hold_devices(self, devices: Sequence[str]) -> AsyncIterator[None]:
+        """Hold the devices' locks outside a task (e.g. while settling an interrupted deploy)."""
+        await self._locks.acquire(devices)
+        try:
+            yield
+        finally:
+            self._locks.release(devices)
+
     def running_ids(self) -> list[int]:
         return list(self._drivers)
 
