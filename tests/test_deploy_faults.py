@@ -1,0 +1,262 @@
+"""Faults during activation: cancel, kill -9 of the controller, a later failed confirm.
+
+Whatever happens to NixDeck, every device ends with its system profile and its running system
+equal: the new system confirmed, or exactly the system recorded before the deploy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nixdeck.core.ops.deploy_device import DeployDeviceSubmission
+from nixdeck.core.ops.deploy_recovery import recover_activations, unsettled
+from nixdeck.core.project.inventory import Action
+from nixdeck.core.tasks.engine import TaskEngine
+from nixdeck.core.tasks.model import TaskKind, TaskRecord, TaskState
+from nixdeck.core.tasks.store import TaskStore
+from test_deploy_support import (  # noqa: F401  (fixture)
+    LOCKOUT,
+    NODE,
+    DeployWorld,
+    fixture_worlds,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.ssh, pytest.mark.nix]
+
+Worlds = Callable[..., DeployWorld]
+DEPLOY_ONE = TaskKind.DEPLOY_DEVICE.value
+
+# A device whose switch-to-configuration takes SLOW seconds before it links the new system: the
+# window in which a cancel or a kill used to leave the profile ahead of the running system.
+SLOW = r"""{ drv, mkDevice, ... }:
+let
+  good = mkDevice { name = "NAME"; motd = "slow"; };
+  top = good.config.system.build.toplevel;
+  toplevel = drv "nixos-system-NAME-slow" ''
+    mkdir -p $out/bin
+    for f in etc sw nixos-version system activate; do ln -s ${top}/$f $out/$f; done
+    cat > $out/bin/switch-to-configuration <<'NIXDECK_EOF'
+    #!/bin/sh
+    action="$1"
+    echo "activating $action slowly"
+    sleep 4
+    case "$action" in switch|test) ln -sfn "@out@" /run/current-system ;; esac
+    echo "activated"
+    NIXDECK_EOF
+    sed -i "s|@out@|$out|" $out/bin/switch-to-configuration
+    chmod +x $out/bin/switch-to-configuration
+  '';
+in
+{ _type = "configuration"; config = good.config // { system = good.config.system // { build = good.config.system.build // { inherit toplevel; }; }; }; }
+"""
+
+
+def profile_link(world: DeployWorld, name: str) -> str | None:
+    link = world.device(name).path_on_device("/nix/var/nix/profiles/system")
+    return os.readlink(link) if link.is_symlink() else None
+
+
+def activations(world: DeployWorld, name: str) -> list[Path]:
+    base = world.device(name).path_on_device("/nix/var/nixdeck/activations")
+    return sorted(base.iterdir()) if base.is_dir() else []
+
+
+def status_of(directory: Path) -> dict[str, str]:
+    try:
+        lines = (directory / "status").read_text().splitlines()
+    except OSError:
+        return {}
+    return {k: v for k, _, v in (ln.partition("=") for ln in lines)}
+
+
+def switching(world: DeployWorld, name: str, count: int) -> bool:
+    """The device's ``count``-th activation is inside switch-to-configuration."""
+    acts = activations(world, name)
+    return len(acts) >= count and "switch-pid" in status_of(acts[count - 1]) and "switched" not in status_of(acts[count - 1])
+
+
+def assert_consistent(world: DeployWorld, name: str, system: str) -> None:
+    assert world.current_system(name) == system
+    assert world.profile_system(name) == system
+
+
+def deploy(world: DeployWorld, device: str, action: Action | None = None) -> TaskRecord:
+    async def scenario(engine: TaskEngine) -> TaskRecord:
+        tid = await engine.submit(DEPLOY_ONE, DeployDeviceSubmission(project_dir=world.project_dir, device=device,
+                                                                      action=action))  # fmt: skip
+        return await engine.wait(tid)
+
+    return world.run(scenario)
+
+
+def cancel_while_switching(world: DeployWorld, device: str, action: Action | None = None) -> TaskRecord:
+    count = len(activations(world, device)) + 1
+
+    async def scenario(engine: TaskEngine) -> TaskRecord:
+        tid = await engine.submit(DEPLOY_ONE, DeployDeviceSubmission(project_dir=world.project_dir, device=device,
+                                                                      action=action))  # fmt: skip
+        await wait_for(lambda: switching(world, device, count), "the switch on the device")
+        await engine.cancel(tid)
+        return await engine.wait(tid)
+
+    return world.run(scenario)
+
+
+def test_cancel_during_activation_restores_the_recorded_system_and_a_later_rollback_goes_there(
+    worlds: Worlds,
+) -> None:
+    world = worlds(["node1"], nodes=["node1"], confirm_timeout=2)
+    first = deploy(world, "node1")
+    assert first.state == TaskState.COMPLETED, first.error
+    good = first.result["store_path"]
+    assert_consistent(world, "node1", good)
+    generation = profile_link(world, "node1")
+
+    world.write_device("node1", SLOW)
+    canceled = cancel_while_switching(world, "node1")
+    assert canceled.state == TaskState.CANCELED
+    # the device runs exactly what it ran before, at the same profile generation
+    assert_consistent(world, "node1", good)
+    assert profile_link(world, "node1") == generation
+    assert canceled.result["previous_system"] == good
+    assert canceled.result["previous_generation"] == generation
+    assert canceled.result["activation"]["final"] == "rolled-back"
+    assert canceled.result["device_system"] == {"current": good, "profile": good}
+    assert "rolled back to" in canceled.result["outcome"]
+    assert world.device("node1").command_processes() == []
+
+    # a deploy that is not confirmed rolls back to the confirmed system, never to the canceled one
+    world.write_device("node1", LOCKOUT)
+    bad = deploy(world, "node1")
+    assert bad.state == TaskState.FAILED
+    assert f"rolled back to {good}" in bad.error
+    assert_consistent(world, "node1", good)
+
+
+def test_cancel_of_a_boot_deploy_takes_its_generation_back(worlds: Worlds) -> None:
+    world = worlds(["node1"], nodes=["node1"])
+    first = deploy(world, "node1")
+    good = first.result["store_path"]
+    world.write_device("node1", SLOW)
+    canceled = cancel_while_switching(world, "node1", action="boot")
+    assert canceled.state == TaskState.CANCELED
+    assert_consistent(world, "node1", good)
+    assert canceled.result["activation"]["final"] == "rolled-back"
+
+
+def test_failed_activation_rolls_back_to_the_previous_system(worlds: Worlds) -> None:
+    world = worlds(["node1"], nodes=["node1"])
+    good = deploy(world, "node1").result["store_path"]
+    world.write_device("node1", BROKEN)
+    bad = deploy(world, "node1")
+    assert bad.state == TaskState.FAILED
+    assert "exited with code 3" in bad.error and f"rolled back to {good}" in bad.error, bad.error
+    assert_consistent(world, "node1", good)
+
+
+# A system whose switch-to-configuration links itself and then fails (exit 3), as a real switch
+# whose activation script breaks half-way does.
+BROKEN = r"""{ drv, mkDevice, ... }:
+let
+  good = mkDevice { name = "NAME"; motd = "broken"; };
+  top = good.config.system.build.toplevel;
+  toplevel = drv "nixos-system-NAME-broken" ''
+    mkdir -p $out/bin
+    for f in etc sw nixos-version system activate; do ln -s ${top}/$f $out/$f; done
+    printf '#!/bin/sh\nln -sfn %s /run/current-system\necho "activation script failed" >&2\nexit 3\n' "$out" > $out/bin/switch-to-configuration
+    chmod +x $out/bin/switch-to-configuration
+  '';
+in
+{ _type = "configuration"; config = good.config // { system = good.config.system // { build = good.config.system.build // { inherit toplevel; }; }; }; }
+"""
+
+
+def _cli(world: DeployWorld, *args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "NIXDECK_DATA_DIR": str(world.data_dir)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "nixdeck", "deploy", "--project", world.project_dir, *args],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _poll(predicate: Callable[[], bool], what: str, limit: float = 90.0) -> None:
+    asyncio.run(wait_for(predicate, what, limit))
+
+
+def test_kill_9_during_activation_the_device_rolls_back_by_itself_and_recovery_records_it(
+    worlds: Worlds,
+) -> None:
+    world = worlds(["node1"], nodes=["node1"], confirm_timeout=2)
+    good = deploy(world, "node1").result["store_path"]
+    world.write_device("node1", SLOW)
+    count = len(activations(world, "node1")) + 1
+    cli = _cli(world, "node1")
+    try:
+        _poll(lambda: switching(world, "node1", count), "the switch on the device")
+        os.kill(cli.pid, signal.SIGKILL)
+    finally:
+        cli.wait()
+    # nobody confirms: after the switch and the confirm window the device restores the old system
+    last = activations(world, "node1")[-1]
+    _poll(lambda: "final" in status_of(last), "the device's own rollback")
+    assert status_of(last)["final"] == "rolled-back"
+    assert_consistent(world, "node1", good)
+    _poll(lambda: world.device("node1").command_processes() == [], "the supervisor to exit", 10)
+
+    # the next NixDeck marks the task interrupted and records what the device did by itself
+    store = TaskStore(world.data_dir)
+    try:
+        (task,) = unsettled(store, "node1")
+    finally:
+        store.close()
+
+    async def scenario(engine: TaskEngine) -> list[int]:
+        return await recover_activations(engine)
+
+    assert world.run(scenario) == [task.id]
+    store = TaskStore(world.data_dir)
+    try:
+        rec = store.get(task.id)
+    finally:
+        store.close()
+    assert rec.state == TaskState.INTERRUPTED
+    assert rec.result["activation"]["final"] == "rolled-back"
+    assert rec.result["device_system"] == {"current": good, "profile": good}
+    assert f"on the device: rolled back to {good}" in (rec.error or "")
+
+
+def test_a_deploy_after_kill_9_waits_for_the_old_activation_on_the_device(worlds: Worlds) -> None:
+    world = worlds(["node1"], nodes=["node1"], confirm_timeout=2)
+    good = deploy(world, "node1").result["store_path"]
+    world.write_device("node1", SLOW)
+    count = len(activations(world, "node1")) + 1
+    cli = _cli(world, "node1")
+    try:
+        _poll(lambda: switching(world, "node1", count), "the switch on the device")
+        os.kill(cli.pid, signal.SIGKILL)
+    finally:
+        cli.wait()
+    old = activations(world, "node1")[-1]
+    world.write_device("node1", NODE.format(name="node1", motd="node1 v3"))
+    third = deploy(world, "node1")
+    assert third.state == TaskState.COMPLETED, third.error
+    new = third.result["store_path"]
+    assert_consistent(world, "node1", new)
+    # the old activation had ended (rolled back) before the new one read what the device ran
+    assert status_of(old)["final"] == "rolled-back"
+    newest = status_of(activations(world, "node1")[-1])
+    assert newest["before-current"] == good
+    store = TaskStore(world.data_dir)
+    try:
+        assert unsettled(store, "node1") == []
+    finally:
+        store.close()
