@@ -6,6 +6,7 @@ no process left here or on a device, no record lost and no task in a wrong state
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +35,12 @@ def test_a_fault_at_each_phase_leaves_every_device_consistent(
     assert world.run(first) == TaskState.COMPLETED
     outcomes = [run_trial(world, DEVICES, fault, phase, n) for n, phase in enumerate(PHASES)]
     assert all(o.ok for o in outcomes), "\n".join(o.describe() for o in outcomes)
+
+
+def test_owners_and_recoverers_at_once_agree_with_the_database(tmp_path: Path) -> None:
+    from stress_harness import run_stress
+
+    out = run_stress(tmp_path / "stress-data", workers=3, tasks_each=20, recoverers=2, seconds=8)
+    assert not out.failed_workers, out.failed_workers
+    assert not out.lost_records, out.lost_records
+    assert not out.wrong_states, out.wrong_states
