@@ -53,7 +53,7 @@ def test_deploy_all_in_parallel(worlds: Worlds) -> None:
         assert world.current_system(name) == path, name
         assert world.profile_system(name) == path, name
         steps = {s.name: s for job in world.run(lambda e, k=kid: _jobs(e, k.id)) for s in job.steps}
-        assert [s for s in steps] == ["build", "copy", "activate", "confirm"]
+        assert [s for s in steps] == ["build", "copy", "diff", "activate", "confirm"]
         assert "built by task" in steps["build"].detail
         if name == "units-fail":
             assert kid.state == TaskState.COMPLETED_WITH_WARNINGS

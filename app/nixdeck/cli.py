@@ -25,6 +25,7 @@ COMMAND_MODULES = {
     "build": "nix",
     "demo": "demo",
     "deploy": "deploy",
+    "diff": "fleet",
     "flake": "nix",
     "gui": "gui",
     "image": "nix",
@@ -32,6 +33,7 @@ COMMAND_MODULES = {
     "project": "project",
     "run": "run",
     "ssh": "ssh",
+    "status": "fleet",
     "tasks": "tasks",
     "vm": "nix",
 }

@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import Field
 
+from nixdeck.core.fleet import closure_query
 from nixdeck.core.nix.commands import BuildSettings, NixCommands
 from nixdeck.core.nix.messages import strip_ansi
 from nixdeck.core.ops import activation, deploy_recovery
@@ -59,7 +60,7 @@ from nixdeck.core.tasks.operation import Operation
 from nixdeck.core.tasks.submission import Submission
 
 JOB = "deploy"
-STEPS = ("build", "copy", "activate", "confirm")
+STEPS = ("build", "copy", "diff", "activate", "confirm")
 
 class DeployDeviceSubmission(Submission):
     """One device. ``store_path`` is set when a parent already built it; ``action`` None: the device's."""
@@ -270,6 +271,16 @@ class DeployDevice(Operation):
                 session = await copy_and_connect(
                     ctx, project, target, path, substitute=settings.substitute_on_destination, tail=tail
                 )
+            async with ctx.step("diff", job=JOB) as step:
+                phase("comparing the closure with the device's system", 0.6)
+                try:
+                    async with asyncio.timeout(closure_query.QUERY_TIMEOUT):
+                        running, diff = await closure_query.diff_on_device(session, path)
+                except (closure_query.ClosureError, TimeoutError) as e:
+                    step.detail(f"not computed: {e or 'it took too long'}")
+                else:
+                    result["diff"] = {"from": running, **diff.to_json()}
+                    step.detail(diff.summary())
             earlier = deploy_recovery.unsettled(ctx.engine.store, sub.device)
             if earlier:
                 phase(f"waiting for the device to end the activation of interrupted task #{earlier[0].id}", 0.65)

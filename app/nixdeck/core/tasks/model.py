@@ -66,6 +66,7 @@ class TaskKind(StrEnum):
     SSH_COMMANDS = "ssh_commands"
     RUN_COMMAND = "run_command"
     RECORD = "record"
+    PROBE_DEVICES = "probe_devices"
 
 
 SPECIAL_AUTHORS = ("scheduler", "automation")

@@ -1,0 +1,64 @@
+"""Reading closures for a diff: on the device over SSH (its own store, no copy needed) or from the
+local store. Either way one `nix path-info -r --json` per system."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nixdeck.core.errors import NixDeckError
+from nixdeck.core.fleet.closure import ClosureDiff, StorePath, diff_closures, parse_path_info
+from nixdeck.core.ssh.errors import SshError
+from nixdeck.core.ssh.session import SshSession
+
+QUERY_TIMEOUT = 60.0
+PATH_INFO = ["nix", "--extra-experimental-features", "nix-command", "path-info", "-r", "--json"]
+
+
+class ClosureError(NixDeckError):
+    """A closure could not be read (missing paths, no nix, a broken connection)."""
+
+
+def _parse(text: str, what: str) -> list[StorePath]:
+    try:
+        paths, invalid = parse_path_info(text)
+    except ValueError as e:
+        raise ClosureError(f"nix path-info printed no JSON for {what}: {e}") from None
+    if invalid:
+        raise ClosureError(f"the store is missing {len(invalid)} path(s) of {what}, e.g. {invalid[0]}")
+    return paths
+
+
+async def device_closure(session: SshSession, path: str) -> list[StorePath]:
+    """The closure of ``path`` in the device's store."""
+    try:
+        res = await session.run_capture([*PATH_INFO, path], timeout=QUERY_TIMEOUT)
+    except SshError as e:
+        raise ClosureError(str(e)) from None
+    if res.exit_status != 0:
+        why = " ".join(ln.strip() for ln in res.stderr[-3:] if ln.strip()) or f"exit code {res.exit_status}"
+        raise ClosureError(f"{session.target.display_name} cannot list the closure of {path}: {why}")
+    return _parse("\n".join(res.stdout), f"{path} on {session.target.display_name}")
+
+
+async def local_closure(path: str, nix: str = "nix") -> list[StorePath]:
+    """The closure of ``path`` in the local store."""
+    proc = await asyncio.create_subprocess_exec(
+        nix, *PATH_INFO[1:], path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL, limit=1 << 24,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), QUERY_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise ClosureError(f"nix path-info of {path} took longer than {QUERY_TIMEOUT:g} s") from None
+    if proc.returncode != 0:
+        raise ClosureError(f"nix path-info of {path} failed: {err.decode(errors='replace').strip()[-300:]}")
+    return _parse(out.decode(errors="replace"), path)
+
+
+async def diff_on_device(session: SshSession, new: str) -> tuple[str | None, ClosureDiff]:
+    """After the copy: the device's current system and the diff from it to ``new`` (both there)."""
+    current = await session.readlink("/run/current-system")
+    old = await device_closure(session, current) if current else []
+    return current, diff_closures(old, await device_closure(session, new))
