@@ -32,7 +32,7 @@ for g in "$profile"-*-link; do
 done
 if [ -r /run/current-system/nixos-version ]; then echo "nixos-version=$(cat /run/current-system/nixos-version)"; fi
 echo "uptime=$(cut -d' ' -f1 /proc/uptime 2>/dev/null)"
-df -Pk /nix/store 2>/dev/null | awk 'NR==2 { print "store-free-kib=" $4; print "store-size-kib=" $2 }'
+df -Pk /nix 2>/dev/null | awk 'NR==2 { print "store-free-kib=" $4; print "store-size-kib=" $2 }'
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
   echo "failed-units=$(systemctl --failed --no-legend --plain 2>/dev/null | grep -c .)"
 else
@@ -67,7 +67,7 @@ class DeviceState(BaseModel):
     store_free_bytes: int | None = None
     store_size_bytes: int | None = None
     failed_units: int | None = None  # None: no systemd on the device
-    lacks: list[str] = Field(default_factory=list)  # what the device has not: "systemd", "a system profile"
+    lacks: list[str] = Field(default_factory=list)  # what the device has not: "systemd", "system profile"
     probe_ms: int | None = None
 
     @property
@@ -120,7 +120,7 @@ def parse_probe(lines: list[str], *, project: str, device: str, probed_at: datet
         elif key == "systemd" and value == "absent":
             state.lacks.append("systemd")
         elif key == "profile" and value == "absent":
-            state.lacks.append("a system profile")
+            state.lacks.append("system profile")
     state.generations.sort(key=lambda g: g.number)
     return state
 
