@@ -260,3 +260,36 @@ def test_a_deploy_after_kill_9_waits_for_the_old_activation_on_the_device(worlds
         assert unsettled(store, "node1") == []
     finally:
         store.close()
+
+
+# Stands in for systemd-run on a device that "has systemd" (/run/systemd/system exists): it records
+# how NixDeck called it and starts the unit's command detached, as a transient unit would run.
+FAKE_SYSTEMD_RUN = """#!/bin/sh
+printf '%s\\n' "$*" >> "$NIXDECK_FAKE_SYSTEMD_LOG"
+while [ $# -gt 0 ]; do
+  case "$1" in --*) shift ;; *) break ;; esac
+done
+setsid "$@" </dev/null >/dev/null 2>&1 &
+exit 0
+"""
+
+
+def test_where_systemd_runs_the_activation_is_a_transient_unit(worlds: Worlds, tmp_path: Path) -> None:
+    world = worlds(["node1"], nodes=["node1"])
+    dev = world.device("node1")
+    bindir = tmp_path / "fake-bin"
+    bindir.mkdir()
+    (bindir / "systemd-run").write_text(FAKE_SYSTEMD_RUN)
+    (bindir / "systemd-run").chmod(0o755)
+    calls = tmp_path / "systemd-run.log"
+    dev.env["PATH"] = f"{bindir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    dev.env["NIXDECK_FAKE_SYSTEMD_LOG"] = str(calls)
+    (dev.run_dir / "systemd" / "system").mkdir(parents=True)
+    world.fleet.restart(dev)
+    task = deploy(world, "node1")
+    assert task.state == TaskState.COMPLETED, task.error
+    (call,) = calls.read_text().splitlines()
+    unit = f"--unit=nixdeck-activate-{task.result['activation']['id']}"
+    assert unit in call.split() and "--collect" in call.split() and "--service-type=exec" in call.split()
+    assert call.split()[-9:-7] == ["/bin/sh", f"{task.result['activation']['dir']}/supervise.sh"]
+    assert_consistent(world, "node1", task.result["store_path"])
