@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from nixdeck.core.errors import NixDeckError
-from nixdeck.core.fleet.closure import ClosureDiff, StorePath, diff_closures, parse_path_info
+from nixdeck.core.fleet.closure import StorePath, parse_path_info
 from nixdeck.core.ssh.errors import SshError
 from nixdeck.core.ssh.session import SshSession
 
@@ -55,10 +55,3 @@ async def local_closure(path: str, nix: str = "nix") -> list[StorePath]:
     if proc.returncode != 0:
         raise ClosureError(f"nix path-info of {path} failed: {err.decode(errors='replace').strip()[-300:]}")
     return _parse(out.decode(errors="replace"), path)
-
-
-async def diff_on_device(session: SshSession, new: str) -> tuple[str | None, ClosureDiff]:
-    """After the copy: the device's current system and the diff from it to ``new`` (both there)."""
-    current = await session.readlink("/run/current-system")
-    old = await device_closure(session, current) if current else []
-    return current, diff_closures(old, await device_closure(session, new))

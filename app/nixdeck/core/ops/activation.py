@@ -42,6 +42,8 @@ RETRY_PAUSE = 0.5
 DECISION_MARGIN = 5.0
 #: How long the controller waits for a rollback it asked for (or the device's own) to finish.
 SETTLE_LIMIT = 120.0
+#: How long the confirming connection waits for the supervisor to end after the confirmation.
+CONFIRM_SETTLE = 10.0
 
 _FAILED_LIST = re.compile(r"the following units failed:\s*(.+)$")
 _JOB_FAILED = re.compile(r"Job for (\S+?) failed")
@@ -273,17 +275,26 @@ class DeviceActivation:
             await asyncio.sleep(RETRY_PAUSE)
         raise TaskFailed(f"lost the connection to {self.target.display_name} during activation and could not read its status")
 
-    async def decide(self, session: SshSession | None, what: str, reason: str = "") -> str | None:
+    async def decide(self, session: SshSession | None, what: str, reason: str = "", *, wait: float = 0) -> str | None:
         """Make the decision (``confirm``, ``keep`` or ``rollback``); returns the one that won,
-        which is the device's own ``rollback`` when its deadline passed first. None: unreachable."""
-        args = (self.dir, what, reason)
+        which is the device's own ``rollback`` when its deadline passed first. None: unreachable.
+        With ``wait``, the same command waits (bounded) for the supervisor's end: `status` is final."""
+        args = (self.dir, what, reason, str(int(wait)))
+        lines: list[str] | None = None
         if session is not None:
             try:
-                res = await session.run_capture(["sh", "-c", device_scripts.DECIDE, "sh", *args], timeout=30)
-                return (res.stdout[-1].strip() if res.stdout else "") or None
+                res = await session.run_capture(["sh", "-c", device_scripts.DECIDE, "sh", *args], timeout=wait + 30)
+                lines = res.stdout
             except SshError:
                 pass
-        lines = await self._on_any(device_scripts.DECIDE, *args, limit=15.0)
+        if lines is None:
+            lines = await self._on_any(device_scripts.DECIDE, *args, limit=15.0 + wait)
+        if not lines:
+            return None
+        if "--status--" in lines:
+            cut = lines.index("--status--")
+            self.status = DeviceStatus.parse(lines[cut + 1 :])
+            lines = lines[:cut]
         return (lines[-1].strip() if lines else "") or None
 
     async def settle(self, session: SshSession | None, limit: float = SETTLE_LIMIT) -> DeviceStatus:
@@ -303,8 +314,8 @@ class DeviceActivation:
 
     async def abort(self, session: SshSession | None, reason: str) -> DeviceStatus:
         """Cancel: roll back unless the new system was already confirmed, and wait for the device."""
-        await self.decide(session, "rollback", reason)
-        return await self.settle(session)
+        await self.decide(session, "rollback", reason, wait=SETTLE_LIMIT)
+        return self.status if self.status.final is not None else await self.settle(session)
 
 
 async def confirm(target: SshTarget, expected: str, window: float, act: DeviceActivation) -> str:
@@ -336,7 +347,7 @@ async def confirm(target: SshTarget, expected: str, window: float, act: DeviceAc
             running = await session.readlink(CURRENT_SYSTEM)
             if running != expected:
                 raise TaskFailed(f"{target.display_name} runs {running or 'no system'} instead of {expected}")
-            won = await act.decide(session, "confirm")
+            won = await act.decide(session, "confirm", wait=CONFIRM_SETTLE)
         except SshError as e:
             last = str(e)
             continue

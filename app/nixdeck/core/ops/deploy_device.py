@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import Field
 
 from nixdeck.core.fleet import closure_query
+from nixdeck.core.fleet.closure import ClosureDiff, StorePath, diff_closures
 from nixdeck.core.nix.commands import BuildSettings, NixCommands
 from nixdeck.core.nix.messages import strip_ansi
 from nixdeck.core.ops import activation, deploy_recovery
@@ -52,7 +53,7 @@ from nixdeck.core.project.inventory import Action
 from nixdeck.core.ssh.diagnose import explain_ssh_stderr
 from nixdeck.core.ssh.options import SshTarget, nix_ssh_options
 from nixdeck.core.ssh.session import SshSession
-from nixdeck.core.tasks.context import TaskContext
+from nixdeck.core.tasks.context import StepHandle, TaskContext
 from nixdeck.core.tasks.errors import TaskFailed, UserError
 from nixdeck.core.tasks.events import TaskChanged
 from nixdeck.core.tasks.model import TaskKind
@@ -265,22 +266,19 @@ class DeployDevice(Operation):
 
         session: SshSession | None = None
         act: activation.DeviceActivation | None = None
+        diffing: asyncio.Task[tuple[str | None, ClosureDiff]] | None = None
         try:
             async with ctx.step("copy", job=JOB, detail=f"to {target.store_uri()}"):
                 phase(f"copying {path} to {target.label}", 0.3)
                 session = await copy_and_connect(
                     ctx, project, target, path, substitute=settings.substitute_on_destination, tail=tail
                 )
-            async with ctx.step("diff", job=JOB) as step:
-                phase("comparing the closure with the device's system", 0.6)
-                try:
-                    async with asyncio.timeout(closure_query.QUERY_TIMEOUT):
-                        running, diff = await closure_query.diff_on_device(session, path)
-                except (closure_query.ClosureError, TimeoutError) as e:
-                    step.detail(f"not computed: {e or 'it took too long'}")
-                else:
-                    result["diff"] = {"from": running, **diff.to_json()}
-                    step.detail(diff.summary())
+            async with ctx.step("diff", job=JOB) as diff_step:
+                # what the device runs now, read before anything changes; the closures are then
+                # compared beside the activation (store paths do not change), costing it no time
+                running = await session.readlink(activation.CURRENT_SYSTEM)
+                diffing = asyncio.create_task(_closure_diff(session, running, path))
+                diff_step.detail("comparing the closures beside the activation")
             earlier = deploy_recovery.unsettled(ctx.engine.store, sub.device)
             if earlier:
                 phase(f"waiting for the device to end the activation of interrupted task #{earlier[0].id}", 0.65)
@@ -313,10 +311,11 @@ class DeployDevice(Operation):
                     result["failed_units"] = units_found
                     step.detail(f"{action}: some units failed: {units}")
                     step.warn(f"{sub.device}: {action} succeeded but some units failed: {units}")
+            await _record_diff(diffing, diff_step, result)
             if not confirm_on:
                 async with ctx.step("confirm", job=JOB, detail=f"skipped: {activation.no_confirm_reason(action)}"):
-                    won = await act.decide(session, "keep")
-                    final = await act.settle(session)
+                    won = await act.decide(session, "keep", wait=activation.SETTLE_LIMIT)
+                    final = act.status if act.status.final is not None else await act.settle(session)
                     _record_after(result, final)
                 if won not in ("keep", None) or final.final not in ("keep", "done"):
                     result["outcome"] = "rolled back" if final.final == "rolled-back" else "failed"
@@ -333,8 +332,9 @@ class DeployDevice(Operation):
                 except TaskFailed as e:
                     reason = str(e)
                     phase("not confirmed: rolling back" if settings.rollback else "not confirmed", 0.95)
-                    await act.decide(session, "rollback" if settings.rollback else "keep", reason)
-                    final = await act.settle(session, limit=window + activation.DECISION_MARGIN + 60)
+                    limit = window + activation.DECISION_MARGIN + 60
+                    await act.decide(session, "rollback" if settings.rollback else "keep", reason, wait=limit)
+                    final = act.status if act.status.final is not None else await act.settle(session, limit=limit)
                     _record_after(result, final)
                     if not settings.rollback:
                         result["outcome"] = "unconfirmed"
@@ -344,7 +344,7 @@ class DeployDevice(Operation):
                     result["rollback"] = back
                     step.detail(back)
                     raise TaskFailed(f"{reason}; {back}") from None
-                final = await act.settle(session, limit=30)
+                final = act.status if act.status.final is not None else await act.settle(session, limit=30)
                 _record_after(result, final)
                 step.detail(f"{sub.device} answers and runs {path}")
             result["outcome"] = "confirmed"
@@ -363,8 +363,36 @@ class DeployDevice(Operation):
                 tail.append(f"[{sub.device}] {'canceled' if canceled else 'failed'}: {final.summary()}")
             raise
         finally:
+            if diffing is not None and not diffing.done():
+                diffing.cancel()
             if session is not None:
                 await asyncio.shield(session.close())
+
+
+async def _closure_diff(session: SshSession, running: str | None, path: str) -> tuple[str | None, ClosureDiff]:
+    """The closure diff from what the device runs to ``path`` (both in the device's store)."""
+    async with asyncio.timeout(closure_query.QUERY_TIMEOUT):
+        old, new = await asyncio.gather(
+            closure_query.device_closure(session, running) if running else _no_closure(),
+            closure_query.device_closure(session, path),
+        )
+    return running, diff_closures(old, new)
+
+
+async def _no_closure() -> list[StorePath]:
+    return []
+
+
+async def _record_diff(
+    diffing: asyncio.Task[tuple[str | None, ClosureDiff]], step: StepHandle, result: dict[str, Any]
+) -> None:
+    try:
+        running, diff = await diffing
+    except (closure_query.ClosureError, TimeoutError) as e:
+        step.detail(f"not computed: {e or 'it took too long'}")
+        return
+    result["diff"] = {"from": running, **diff.to_json()}
+    step.detail(diff.summary())
 
 
 def _record_before(result: dict[str, Any], status: activation.DeviceStatus) -> None:

@@ -115,9 +115,9 @@ until [ -s "$dir/switch.rc" ]; do
   fi
   if [ "$n" -ge 0 ]; then
     n=$((n + 1))
-    [ "$n" -eq 50 ] && kill -KILL "-$spid" 2>/dev/null
+    [ "$n" -eq 100 ] && kill -KILL "-$spid" 2>/dev/null
   fi
-  sleep 0.1
+  sleep 0.05
 done
 wait
 code="$(cat "$dir/switch.rc")"
@@ -130,7 +130,7 @@ if [ "$code" -ne 0 ] && [ "$code" -ne 4 ]; then
   final failed
 fi
 end=$(( $(date +%s) + wait_s ))
-while [ ! -L "$dir/decision" ] && [ "$(date +%s)" -lt "$end" ]; do sleep 0.2; done
+while [ ! -L "$dir/decision" ] && [ "$(date +%s)" -lt "$end" ]; do sleep 0.05; done
 if [ "$rollback_on" = 1 ]; then what="$(decide rollback)"; else what="$(decide keep)"; fi
 if [ "$what" = rollback ]; then
   [ -s "$dir/reason" ] || echo "not confirmed within ${wait_s} s" > "$dir/reason"
@@ -159,41 +159,49 @@ else
 fi
 i=0
 until grep -q -e '^switch-pid=' -e '^final=' "$dir/status" 2>/dev/null; do
-  sleep 0.1; i=$((i+1))
-  if [ "$i" -eq 100 ] && ! grep -q '^supervisor=' "$dir/status"; then
+  sleep 0.05; i=$((i+1))
+  if [ "$i" -eq 200 ] && ! grep -q '^supervisor=' "$dir/status"; then
     echo "$tag launch-failed=the supervisor did not start" >&2; exit 92
   fi
-  if [ "$i" -eq 10 ] && grep -q '^waiting-lock=' "$dir/status"; then
+  if [ "$i" -eq 20 ] && grep -q '^waiting-lock=' "$dir/status"; then
     echo "waiting for an earlier activation on this device to end"
   fi
 done
 spid="$(sed -n 's/^switch-pid=//p' "$dir/status")"
-if [ -n "$spid" ]; then tail -n +1 -s 0.2 --pid="$spid" -f "$dir/switch.log"; else cat "$dir/switch.log"; fi
-until grep -q -e '^switched=' -e '^final=' "$dir/status"; do sleep 0.1; done
+if [ -n "$spid" ]; then tail -n +1 -s 0.05 --pid="$spid" -f "$dir/switch.log"; else cat "$dir/switch.log"; fi
+until grep -q -e '^switched=' -e '^final=' "$dir/status"; do sleep 0.05; done
 sed "s/^/$tag /" "$dir/status" >&2
 code="$(sed -n 's/^switched=//p' "$dir/status")"
 exit "${code:-93}"
 """
 
-# $1 dir, $2 decision (confirm|keep|rollback), $3 reason: prints the decision that won
-DECIDE = r"""dir="$1"
+# Waits (bounded by $limit seconds) until the supervisor has written its end and exited.
+_AWAIT_END = r"""i=0
+until grep -q '^final=' "$dir/status" 2>/dev/null; do
+  sleep 0.05; i=$((i+1))
+  [ "$i" -ge $((limit * 20)) ] && break
+done
+sup="$(sed -n 's/^supervisor=//p' "$dir/status" | head -n 1)"
+i=0
+while [ -n "$sup" ] && grep -q '^final=' "$dir/status" && kill -0 "$sup" 2>/dev/null && [ "$i" -lt 100 ]; do
+  sleep 0.02; i=$((i+1))
+done
+"""
+
+# $1 dir, $2 decision (confirm|keep|rollback), $3 reason, $4 seconds to wait for the supervisor to
+# end (0: do not wait). Prints the decision that won, then (when waiting) "--status--" and the status.
+DECIDE = r"""dir="$1"; limit="${4:-0}"
 [ -d "$dir" ] || { echo missing; exit 3; }
 if [ "$2" = rollback ] && [ -n "$3" ] && [ ! -L "$dir/decision" ]; then printf '%s\n' "$3" > "$dir/reason"; fi
 ln -s "$2" "$dir/decision" 2>/dev/null
 readlink "$dir/decision"
+[ "$limit" -gt 0 ] || exit 0
+""" + _AWAIT_END + r"""echo "--status--"
+cat "$dir/status"
 """
 
 # $1 dir, $2 seconds: waits (bounded) until the supervisor is done, then prints its status
-WAIT_FINAL = r"""dir="$1"; limit="$2"; i=0
+WAIT_FINAL = r"""dir="$1"; limit="$2"
 [ -d "$dir" ] || { echo missing; exit 3; }
-until grep -q '^final=' "$dir/status" 2>/dev/null; do
-  sleep 0.2; i=$((i+1))
-  [ "$i" -ge $((limit * 5)) ] && break
-done
-sup="$(sed -n 's/^supervisor=//p' "$dir/status" | head -n 1)"
-i=0
-while [ -n "$sup" ] && grep -q '^final=' "$dir/status" && kill -0 "$sup" 2>/dev/null && [ "$i" -lt 50 ]; do
-  sleep 0.05; i=$((i+1))
-done
-cat "$dir/status"
+""" + _AWAIT_END + r"""cat "$dir/status"
 """
