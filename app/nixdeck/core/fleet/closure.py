@@ -23,6 +23,7 @@ _VERSION_START = re.compile(r"-(?=[0-9])")
 class StorePath:
     path: str
     nar_size: int
+    references: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -52,8 +53,22 @@ def parse_path_info(text: str) -> tuple[list[StorePath], list[str]]:
         if not isinstance(info, dict) or info.get("valid") is False or "narSize" not in info:
             invalid.append(path)
             continue
-        paths.append(StorePath(path, int(info.get("narSize") or 0)))
+        refs = info.get("references") or []
+        paths.append(StorePath(path, int(info.get("narSize") or 0), tuple(str(r) for r in refs)))
     return paths, invalid
+
+
+def closure_of(root: str, infos: dict[str, StorePath]) -> list[StorePath]:
+    """The closure of ``root`` within ``infos`` (the output of one `path-info -r` of several roots)."""
+    seen: set[str] = set()
+    todo = [root]
+    while todo:
+        p = todo.pop()
+        if p in seen or p not in infos:
+            continue
+        seen.add(p)
+        todo.extend(infos[p].references)
+    return [infos[p] for p in sorted(seen)]
 
 
 @dataclass

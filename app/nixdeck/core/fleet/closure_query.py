@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from nixdeck.core.errors import NixDeckError
-from nixdeck.core.fleet.closure import StorePath, parse_path_info
+from nixdeck.core.fleet.closure import StorePath, closure_of, parse_path_info
 from nixdeck.core.ssh.errors import SshError
 from nixdeck.core.ssh.session import SshSession
 
@@ -28,16 +28,24 @@ def _parse(text: str, what: str) -> list[StorePath]:
     return paths
 
 
-async def device_closure(session: SshSession, path: str) -> list[StorePath]:
-    """The closure of ``path`` in the device's store."""
+async def device_closures(session: SshSession, *paths: str) -> list[list[StorePath]]:
+    """The closures of ``paths`` in the device's store, from one `nix path-info -r` of them all."""
     try:
-        res = await session.run_capture([*PATH_INFO, path], timeout=QUERY_TIMEOUT)
+        res = await session.run_capture([*PATH_INFO, *paths], timeout=QUERY_TIMEOUT)
     except SshError as e:
         raise ClosureError(str(e)) from None
+    what = " and ".join(paths)
     if res.exit_status != 0:
         why = " ".join(ln.strip() for ln in res.stderr[-3:] if ln.strip()) or f"exit code {res.exit_status}"
-        raise ClosureError(f"{session.target.display_name} cannot list the closure of {path}: {why}")
-    return _parse("\n".join(res.stdout), f"{path} on {session.target.display_name}")
+        raise ClosureError(f"{session.target.display_name} cannot list the closure of {what}: {why}")
+    infos = {p.path: p for p in _parse("\n".join(res.stdout), f"{what} on {session.target.display_name}")}
+    return [closure_of(p, infos) for p in paths]
+
+
+async def device_closure(session: SshSession, path: str) -> list[StorePath]:
+    """The closure of ``path`` in the device's store."""
+    (closure,) = await device_closures(session, path)
+    return closure
 
 
 async def local_closure(path: str, nix: str = "nix") -> list[StorePath]:

@@ -22,8 +22,11 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
+import asyncssh
+
 from nixdeck.core.nix.commands import SYSTEM_PROFILE, switch_argv
 from nixdeck.core.ops import device_scripts
+from nixdeck.core.ops.device_files import DeviceFiles, NoSftp
 from nixdeck.core.ops.remote import run_logged
 from nixdeck.core.ssh.errors import HostKeyChanged, SshError
 from nixdeck.core.ssh.knownhosts import KnownHosts
@@ -275,11 +278,19 @@ class DeviceActivation:
             await asyncio.sleep(RETRY_PAUSE)
         raise TaskFailed(f"lost the connection to {self.target.display_name} during activation and could not read its status")
 
-    async def decide(self, session: SshSession | None, what: str, reason: str = "", *, wait: float = 0) -> str | None:
+    async def decide(
+        self, session: SshSession | None, what: str, reason: str = "", *, wait: float = 0, expected: str = ""
+    ) -> str | None:
         """Make the decision (``confirm``, ``keep`` or ``rollback``); returns the one that won,
         which is the device's own ``rollback`` when its deadline passed first. None: unreachable.
-        With ``wait``, the same command waits (bounded) for the supervisor's end: `status` is final."""
-        args = (self.dir, what, reason, str(int(wait)))
+        With ``wait``, the same command waits (bounded) for the supervisor's end: `status` is final.
+        With ``expected``, nothing is decided unless the device runs that system (then the result
+        is ``running=PATH``)."""
+        if session is not None:
+            won = await self._decide_sftp(session, what, reason, wait=wait, expected=expected)
+            if won is not None:
+                return won
+        args = (self.dir, what, reason, str(int(wait)), expected)
         lines: list[str] | None = None
         if session is not None:
             try:
@@ -297,8 +308,43 @@ class DeviceActivation:
             lines = lines[:cut]
         return (lines[-1].strip() if lines else "") or None
 
+    async def _decide_sftp(self, session: SshSession, what: str, reason: str, *, wait: float, expected: str) -> str | None:
+        """`decide` over SFTP (no login shell); None when SFTP is not there or broke."""
+        try:
+            files = await DeviceFiles.open(session, self.dir)
+        except (NoSftp, OSError, asyncssh.Error):
+            return None
+        try:
+            if expected:
+                running = await files.readlink(CURRENT_SYSTEM)
+                if running != expected:
+                    return f"running={running or ''}"
+            won = await files.decide(what, reason)
+            if won is None:
+                return "missing"
+            if wait > 0:
+                lines = await files.wait_end(wait)
+                if lines is not None:
+                    self.status = DeviceStatus.parse(lines)
+            return won
+        except (OSError, asyncssh.Error):
+            return None
+        finally:
+            files.close()
+
     async def settle(self, session: SshSession | None, limit: float = SETTLE_LIMIT) -> DeviceStatus:
         """Wait until the supervisor is done and return its final status (bounded)."""
+        if session is not None:
+            try:
+                files = await DeviceFiles.open(session, self.dir)
+                try:
+                    lines = await files.wait_end(limit)
+                finally:
+                    files.close()
+                self.status = DeviceStatus(missing=True) if lines is None else DeviceStatus.parse(lines)
+                return self.status
+            except (NoSftp, OSError, asyncssh.Error):
+                pass
         script, args = device_scripts.WAIT_FINAL, (self.dir, str(int(limit)))
         if session is not None:
             try:
@@ -344,10 +390,11 @@ async def confirm(target: SshTarget, expected: str, window: float, act: DeviceAc
             await asyncio.sleep(min(RETRY_PAUSE, max(0.0, deadline - time.monotonic())))
             continue
         try:
-            running = await session.readlink(CURRENT_SYSTEM)
-            if running != expected:
+            # one command proves the running system and confirms it
+            won = await act.decide(session, "confirm", wait=CONFIRM_SETTLE, expected=expected)
+            if won is not None and won.startswith("running="):
+                running = won.partition("=")[2]
                 raise TaskFailed(f"{target.display_name} runs {running or 'no system'} instead of {expected}")
-            won = await act.decide(session, "confirm", wait=CONFIRM_SETTLE)
         except SshError as e:
             last = str(e)
             continue

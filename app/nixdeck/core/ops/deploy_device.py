@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import Field
 
 from nixdeck.core.fleet import closure_query
-from nixdeck.core.fleet.closure import ClosureDiff, StorePath, diff_closures
+from nixdeck.core.fleet.closure import ClosureDiff, diff_closures
 from nixdeck.core.nix.commands import BuildSettings, NixCommands
 from nixdeck.core.nix.messages import strip_ansi
 from nixdeck.core.ops import activation, deploy_recovery
@@ -372,15 +372,10 @@ class DeployDevice(Operation):
 async def _closure_diff(session: SshSession, running: str | None, path: str) -> tuple[str | None, ClosureDiff]:
     """The closure diff from what the device runs to ``path`` (both in the device's store)."""
     async with asyncio.timeout(closure_query.QUERY_TIMEOUT):
-        old, new = await asyncio.gather(
-            closure_query.device_closure(session, running) if running else _no_closure(),
-            closure_query.device_closure(session, path),
-        )
+        if running is None:
+            return None, diff_closures([], await closure_query.device_closure(session, path))
+        old, new = await closure_query.device_closures(session, running, path)
     return running, diff_closures(old, new)
-
-
-async def _no_closure() -> list[StorePath]:
-    return []
 
 
 async def _record_diff(

@@ -189,9 +189,15 @@ done
 """
 
 # $1 dir, $2 decision (confirm|keep|rollback), $3 reason, $4 seconds to wait for the supervisor to
-# end (0: do not wait). Prints the decision that won, then (when waiting) "--status--" and the status.
-DECIDE = r"""dir="$1"; limit="${4:-0}"
+# end (0: do not wait), $5 the system that must be running for the decision to be made (else it
+# prints "running=PATH" and decides nothing). Prints the decision that won, then (when waiting)
+# "--status--" and the status.
+DECIDE = r"""dir="$1"; limit="${4:-0}"; expected="${5:-}"
 [ -d "$dir" ] || { echo missing; exit 3; }
+if [ -n "$expected" ]; then
+  running="$(readlink /run/current-system 2>/dev/null)"
+  [ "$running" = "$expected" ] || { echo "running=$running"; exit 4; }
+fi
 if [ "$2" = rollback ] && [ -n "$3" ] && [ ! -L "$dir/decision" ]; then printf '%s\n' "$3" > "$dir/reason"; fi
 ln -s "$2" "$dir/decision" 2>/dev/null
 readlink "$dir/decision"
