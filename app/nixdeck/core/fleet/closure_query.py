@@ -48,18 +48,28 @@ async def device_closure(session: SshSession, path: str) -> list[StorePath]:
     return closure
 
 
-async def local_closure(path: str, nix: str = "nix") -> list[StorePath]:
-    """The closure of ``path`` in the local store."""
+async def local_closures(*paths: str, nix: str = "nix") -> list[list[StorePath]]:
+    """The closures of ``paths`` in the local store, from one `nix path-info -r` of them all."""
     proc = await asyncio.create_subprocess_exec(
-        nix, *PATH_INFO[1:], path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        nix, *PATH_INFO[1:], *paths, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.DEVNULL, limit=1 << 24,
     )  # fmt: skip
+    what = " and ".join(paths)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), QUERY_TIMEOUT)
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise ClosureError(f"nix path-info of {path} took longer than {QUERY_TIMEOUT:g} s") from None
+        raise ClosureError(f"nix path-info of {what} took longer than {QUERY_TIMEOUT:g} s") from None
+    finally:
+        if proc.returncode is None:  # timed out or canceled: nothing left behind
+            proc.kill()
+            await proc.wait()
     if proc.returncode != 0:
-        raise ClosureError(f"nix path-info of {path} failed: {err.decode(errors='replace').strip()[-300:]}")
-    return _parse(out.decode(errors="replace"), path)
+        raise ClosureError(f"nix path-info of {what} failed: {err.decode(errors='replace').strip()[-300:]}")
+    infos = {p.path: p for p in _parse(out.decode(errors="replace"), what)}
+    return [closure_of(p, infos) for p in paths]
+
+
+async def local_closure(path: str, nix: str = "nix") -> list[StorePath]:
+    """The closure of ``path`` in the local store."""
+    (closure,) = await local_closures(path, nix=nix)
+    return closure

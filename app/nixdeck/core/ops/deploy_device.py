@@ -372,9 +372,16 @@ class DeployDevice(Operation):
 async def _closure_diff(session: SshSession, running: str | None, path: str) -> tuple[str | None, ClosureDiff]:
     """The closure diff from what the device runs to ``path`` (both in the device's store)."""
     async with asyncio.timeout(closure_query.QUERY_TIMEOUT):
-        if running is None:
-            return None, diff_closures([], await closure_query.device_closure(session, path))
-        old, new = await closure_query.device_closures(session, running, path)
+        if running is None or Path(running).exists():
+            # the running system was built here too (the usual case), or there is none: read the
+            # closures from the local store, which costs the device nothing
+            nix, _ = await find_nix_cached()
+            if running is None:
+                old, (new,) = [], await closure_query.local_closures(path, nix=nix)
+            else:
+                old, new = await closure_query.local_closures(running, path, nix=nix)
+        else:
+            old, new = await closure_query.device_closures(session, running, path)
     return running, diff_closures(old, new)
 
 
