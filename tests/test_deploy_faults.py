@@ -293,3 +293,63 @@ def test_where_systemd_runs_the_activation_is_a_transient_unit(worlds: Worlds, t
     assert unit in call.split() and "--collect" in call.split() and "--service-type=exec" in call.split()
     assert call.split()[-9:-7] == ["/bin/sh", f"{task.result['activation']['dir']}/supervise.sh"]
     assert_consistent(world, "node1", task.result["store_path"])
+
+
+# A system whose `boot` does not make itself the boot default (a broken bootloader install): after a
+# reboot the device comes back with the old system.
+NO_BOOT = r"""{ drv, mkDevice, ... }:
+let
+  good = mkDevice { name = "NAME"; motd = "no boot"; };
+  top = good.config.system.build.toplevel;
+  toplevel = drv "nixos-system-NAME-noboot" ''
+    mkdir -p $out/bin
+    for f in etc sw nixos-version system activate; do ln -s ${top}/$f $out/$f; done
+    printf '#!/bin/sh\necho "installing the boot loader failed quietly"\n' > $out/bin/switch-to-configuration
+    chmod +x $out/bin/switch-to-configuration
+  '';
+in
+{ _type = "configuration"; config = good.config // { system = good.config.system // { build = good.config.system.build // { inherit toplevel; }; }; }; }
+"""
+
+
+def test_boot_with_reboot_waits_until_the_device_runs_the_new_system(worlds: Worlds) -> None:
+    world = worlds(["node1"], nodes=["node1"])
+    first = deploy(world, "node1")
+    assert first.state == TaskState.COMPLETED, first.error
+    world.write_device("node1", NODE.format(name="node1", motd="node1 v2"))
+
+    async def scenario(engine: TaskEngine) -> TaskRecord:
+        sub = DeployDeviceSubmission(project_dir=world.project_dir, device="node1", action="boot", reboot=True)
+        return await engine.wait(await engine.submit(DEPLOY_ONE, sub))
+
+    task = world.run(scenario)
+    assert task.state == TaskState.COMPLETED, task.error
+    new = task.result["store_path"]
+    assert task.result["outcome"] == "rebooted"
+    assert_consistent(world, "node1", new)
+    assert os.readlink(world.device("node1").run_dir / "booted-system") == new
+    boots = (world.device("node1").sim_state_dir / "boots").read_text().splitlines()
+    assert len(boots) == 1 and boots[0].endswith(new)
+
+    # a system that does not become the boot default: the device comes back with the old one
+    world.write_device("node1", NO_BOOT)
+
+    async def broken(engine: TaskEngine) -> TaskRecord:
+        sub = DeployDeviceSubmission(project_dir=world.project_dir, device="node1", action="boot", reboot=True,
+                                     reboot_timeout=6)  # fmt: skip
+        return await engine.wait(await engine.submit(DEPLOY_ONE, sub))
+
+    bad = world.run(broken)
+    assert bad.state == TaskState.FAILED
+    assert "did not come back into" in (bad.error or "") and f"booted {new}" in (bad.error or "")
+
+
+def test_reboot_without_boot_is_refused(worlds: Worlds) -> None:
+    world = worlds(["node1"], nodes=["node1"])
+
+    async def scenario(engine: TaskEngine) -> TaskRecord:
+        sub = DeployDeviceSubmission(project_dir=world.project_dir, device="node1", reboot=True)
+        return await engine.wait(await engine.submit(DEPLOY_ONE, sub))
+
+    task = world.run(scenario)
+    assert task.state == TaskState.FAILED and "reboot=true needs action boot" in (task.error or "")

@@ -8,6 +8,8 @@
 #                           links $ROOT/run/current-system; for switch|boot $ROOT/var/lib/nixdeck-sim/boot-system.
 #   NIXDECK_SIM_FAIL_UNITS  space-separated unit names: switch|test report them failed and exit 4.
 #   NIXDECK_SIM_VM_SECONDS  the VM script exits 0 after this many seconds (default: runs until SIGTERM).
+# sw/bin/reboot reboots a simulated device (see SIM_INIT in nixdeck/core/ssh/simdevice.py): its
+# sshd comes back with /run/current-system and /run/booted-system at the boot default.
 { salt ? "", system ? "x86_64-linux" }:
 let
   # One derivation built by /bin/sh; `salt` makes fresh store paths for tests that need a real build.
@@ -123,6 +125,19 @@ rec {
         ${builtins.concatStringsSep "\n" (map (p: "ln -s ${p} $out/${baseNameOf p}") packages)}
         printf '#!/bin/sh\necho "hello from ${hostName}"\n' > $out/bin/hello-${hostName}
         chmod +x $out/bin/hello-${hostName}
+        cat > $out/bin/reboot <<'NIXDECK_EOF'
+        #!/bin/sh
+        # reboot of a simulated device: only inside a device's own PID namespace, whose init
+        # (NixDeck's sim init) brings sshd back with the boot default system, as a boot would
+        if ! grep -q sim-init /proc/1/cmdline 2>/dev/null || [ ! -d /var/lib/nixdeck-sim ]; then
+          echo "reboot: not a simulated NixDeck device; refusing" >&2
+          exit 1
+        fi
+        : > /var/lib/nixdeck-sim/reboot-requested
+        ( sleep 0.3; kill -TERM -1 ) </dev/null >/dev/null 2>&1 &
+        echo "rebooting"
+        NIXDECK_EOF
+        chmod +x $out/bin/reboot
       '';
       etc = drv "etc-${hostName}" ''
         mkdir -p $out/etc/nixdeck-sim

@@ -35,6 +35,8 @@ def register(sub: Any) -> None:
     p.add_argument("--max-failures", type=int, metavar="K",
                    help="halt the rollout once more than K devices failed (default with --waves: 0)")
     p.add_argument("--force", action="store_true", help="treat user errors (unreachable device...) as warnings")
+    p.add_argument("--reboot", action="store_true",
+                   help="with --action boot: reboot each device and wait until it runs the new system")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_deploy)
 
@@ -63,7 +65,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     try:
         sub = DeployDevicesSubmission(
             project_dir=str(project.path), devices=chosen, action=args.action, limit=args.limit, waves=waves,
-            max_failures=args.max_failures,
+            max_failures=args.max_failures, reboot=args.reboot,
         )  # fmt: skip
     except ValidationError as e:
         msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}" for err in e.errors())

@@ -40,6 +40,10 @@ SWITCH_UNITS_FAILED = 4
 CONFIRMED_ACTIONS = ("switch", "test")
 PROFILE_ACTIONS = ("switch", "boot")
 CURRENT_SYSTEM = "/run/current-system"
+BOOTED_SYSTEM = "/run/booted-system"
+#: The reboot command of the running system (systemd's on NixOS; the demo's devices have their own).
+REBOOT_ARGV = ["/run/current-system/sw/bin/reboot"]
+REBOOT_TIMEOUT = 300.0
 RETRY_PAUSE = 0.5
 #: Seconds the device waits for a decision beyond the controller's confirm window.
 DECISION_MARGIN = 5.0
@@ -404,3 +408,44 @@ async def confirm(target: SshTarget, expected: str, window: float, act: DeviceAc
             last = "the device did not take the confirmation"
             continue
         return won
+
+
+async def reboot_into(session: SshSession, target: SshTarget, hosts: KnownHosts, expected: str, timeout: float) -> str:
+    """Reboot the device and wait (bounded) until a new connection finds it booted into ``expected``
+    and running it; returns a sentence for the step. Raises TaskFailed with the reason."""
+    try:
+        code = await session.run(REBOOT_ARGV, timeout=30)
+    except SshError:
+        code = 0  # the connection went down with the device: that is the reboot
+    if code != 0:
+        raise TaskFailed(f"{target.display_name} refused to reboot: `{' '.join(REBOOT_ARGV)}` exited with code {code}")
+    started = time.monotonic()
+    deadline = started + timeout
+    last = "it did not answer yet"
+    await asyncio.sleep(RETRY_PAUSE)
+    while time.monotonic() < deadline:
+        attempt = SshTarget(
+            target.host, target.port, target.user, identity_file=target.identity_file, name=target.name,
+            connect_timeout=max(1.0, min(10.0, deadline - time.monotonic())),
+        )  # fmt: skip
+        try:
+            fresh = await SshSession.open(attempt, hosts)
+        except HostKeyChanged as e:
+            raise TaskFailed(f"{target.display_name} came back with a different host key: {e}") from None
+        except SshError as e:
+            last = str(e)
+            await asyncio.sleep(RETRY_PAUSE)
+            continue
+        try:
+            booted = await fresh.readlink(BOOTED_SYSTEM)
+            current = await fresh.readlink(CURRENT_SYSTEM)
+        except SshError as e:
+            last = str(e)
+            continue
+        finally:
+            await asyncio.shield(fresh.close())
+        if booted == expected and current == expected:
+            return f"{target.display_name} booted {expected} ({time.monotonic() - started:.1f} s)"
+        last = f"it answers but booted {booted or 'nothing'} and runs {current or 'nothing'}"
+        await asyncio.sleep(RETRY_PAUSE)
+    raise TaskFailed(f"{target.display_name} did not come back into {expected} within {timeout:g} s: {last}")

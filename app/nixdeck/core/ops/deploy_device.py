@@ -71,6 +71,8 @@ class DeployDeviceSubmission(Submission):
     action: Action | None = None
     store_path: str | None = None
     built_by: int | None = None
+    reboot: bool = False  # with action boot: reboot and wait until the device runs the new system
+    reboot_timeout: float = Field(default=activation.REBOOT_TIMEOUT, gt=0)
 
 
 def build_settings(project: Project) -> BuildSettings:
@@ -238,7 +240,7 @@ class DeployDevice(Operation):
     async def _deploy(
         self, ctx: TaskContext, sub: DeployDeviceSubmission, tail: collections.deque[str], result: dict[str, Any]
     ) -> None:
-        ctx.plan(JOB, STEPS)
+        ctx.plan(JOB, (*STEPS, "reboot") if sub.reboot else STEPS)
         project = await open_project(sub.project_dir)
         try:
             settings = device_settings(project, sub.device)
@@ -249,6 +251,9 @@ class DeployDevice(Operation):
         action = sub.action or settings.action
         confirm_on = activation.has_confirm(action) and settings.confirm
         result["action"] = action
+        if sub.reboot and action != "boot":
+            ctx.skip_remaining(JOB, "not started: a reboot goes with action boot")
+            raise UserError(f"{sub.device}: reboot=true needs action boot (the device's action is {action})")
 
         def phase(text: str, fraction: float) -> None:
             ctx.progress(fraction, f"{sub.device}: {text}")
@@ -321,6 +326,15 @@ class DeployDevice(Operation):
                     result["outcome"] = "rolled back" if final.final == "rolled-back" else "failed"
                     raise TaskFailed(f"the device did not keep the new system: {final.summary()}")
                 result["outcome"] = "activated"
+                if sub.reboot:
+                    async with ctx.step("reboot", job=JOB) as step:
+                        phase(f"rebooting (waiting up to {sub.reboot_timeout:g} s for the new system)", 0.95)
+                        booted = await activation.reboot_into(session, target, known_hosts(ctx), path,
+                                                              sub.reboot_timeout)  # fmt: skip
+                        step.detail(booted)
+                    result["outcome"] = "rebooted"
+                    phase("done (rebooted into the new system)", 1.0)
+                    return
                 phase(f"done ({activation.no_confirm_reason(action)})", 1.0)
                 return
             async with ctx.step("confirm", job=JOB) as step:

@@ -65,6 +65,7 @@ class DeployDevicesSubmission(Submission):
     waves: list[str] = Field(default_factory=list)
     max_failures: int | None = Field(default=None, ge=0)
     store_paths: dict[str, str] = Field(default_factory=dict)
+    reboot: bool = False  # with action boot: reboot each device and wait until it runs the new system
 
     @field_validator("waves")
     @classmethod
@@ -133,7 +134,7 @@ class _Rollout:
             if self.halted is not None:
                 return  # cancel_the_rest gives it a canceled child
             child = DeployDeviceSubmission(
-                project_dir=self.sub.project_dir, device=device, action=self.sub.action,
+                project_dir=self.sub.project_dir, device=device, action=self.sub.action, reboot=self.sub.reboot,
                 store_path=paths.get(device), built_by=self.ctx.task_id if device in paths else None,
             )  # fmt: skip
             cid = await self.ctx.submit_child(TaskKind.DEPLOY_DEVICE.value, child)
@@ -170,7 +171,8 @@ class _Rollout:
         for device in self.sub.devices:
             if device in self.records or device in self.submitted:
                 continue
-            child = DeployDeviceSubmission(project_dir=self.sub.project_dir, device=device, action=self.sub.action)
+            child = DeployDeviceSubmission(project_dir=self.sub.project_dir, device=device, action=self.sub.action,
+                                           reboot=self.sub.reboot)  # fmt: skip
             cid = await self.ctx.submit_child(TaskKind.DEPLOY_DEVICE.value, child)
             await engine.cancel(cid, reason=self._reason())
             self.not_started.add(device)

@@ -32,6 +32,29 @@ from nixdeck.core.ssh.knownhosts import KnownHosts
 from nixdeck.core.ssh.options import SshTarget
 
 SSHD = "/usr/sbin/sshd"
+
+# PID 1 of an isolated device: runs the command (sshd), passes SIGHUP on (a reload), and when the
+# device "reboots" (the fake
+# NixOS `reboot` of resources/demo/lib.nix leaves a request and ends every other process), brings
+# it back with the system that the last switch/boot made the boot default, as a real boot would.
+SIM_INIT = r"""trap 'kill "$pid" 2>/dev/null; wait "$pid"; exit 0' TERM INT
+trap 'kill -HUP "$pid" 2>/dev/null' HUP
+state=/var/lib/nixdeck-sim
+while :; do
+  "$@" &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do wait "$pid"; done
+  [ -e "$state/reboot-requested" ] || exit 0
+  rm -f "$state/reboot-requested"
+  kill -KILL -1 2>/dev/null
+  booted="$(readlink "$state/boot-system")"
+  if [ -n "$booted" ]; then
+    ln -sfn "$booted" /run/current-system
+    ln -sfn "$booted" /run/booted-system
+  fi
+  echo "$(date +%s) $booted" >> "$state/boots"
+done
+"""
 SIM_STATE = "/var/lib/nixdeck-sim"
 HIGH_PORT_BASE = 22000
 
@@ -111,6 +134,18 @@ def _cmdline(pid: int) -> str:
             return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return ""
+
+
+def _is_ns_init(pid: int) -> bool:
+    """PID 1 of its PID namespace (an isolated device's init)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return line.split()[-1] == "1" and len(line.split()) > 2
+    except OSError:
+        pass
+    return False
 
 
 def _is_sshd(pid: int) -> bool:
@@ -253,11 +288,11 @@ class SimDevice:
         Path(SIM_STATE).mkdir(parents=True, exist_ok=True)  # mount point, stays empty on the host
         script = (
             'mount --bind "$1/nix" /nix && mount --bind "$1/run" /run && '
-            f'mount --bind "$1/sim-state" {SIM_STATE} && shift && exec "$@"'
+            f'mount --bind "$1/sim-state" {SIM_STATE} && shift && exec /bin/sh -c "$0" sim-init "$@"'
         )
         return [
             "unshare", "--mount", "--propagation", "private", "--pid", "--fork",
-            "--kill-child=SIGKILL", "--mount-proc", "--", "/bin/sh", "-c", script, "sh",
+            "--kill-child=SIGKILL", "--mount-proc", "--", "/bin/sh", "-c", script, SIM_INIT,
             str(self.dir), *argv,
         ]  # fmt: skip
 
@@ -323,8 +358,8 @@ class SimDevice:
         return [(p, _cmdline(p)) for p in _descendants(self.process.pid)]
 
     def command_processes(self) -> list[tuple[int, str]]:
-        """Processes in the device other than sshd itself: what remote commands left running."""
-        return [(p, cmd) for p, cmd in self.processes() if not _is_sshd(p)]
+        """Processes in the device other than sshd itself (and its init): what remote commands left running."""
+        return [(p, cmd) for p, cmd in self.processes() if not _is_sshd(p) and not _is_ns_init(p)]
 
     def stop(self, grace: float = 3.0) -> None:
         """Stop sshd and everything started through it; raises if anything survives."""
