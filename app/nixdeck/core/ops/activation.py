@@ -283,18 +283,20 @@ class DeviceActivation:
         raise TaskFailed(f"lost the connection to {self.target.display_name} during activation and could not read its status")
 
     async def decide(
-        self, session: SshSession | None, what: str, reason: str = "", *, wait: float = 0, expected: str = ""
+        self, session: SshSession | None, what: str, reason: str = "", *, wait: float = 0, expected: str = "",
+        interrupt: bool = False,
     ) -> str | None:
         """Make the decision (``confirm``, ``keep`` or ``rollback``); returns the one that won,
         which is the device's own ``rollback`` when its deadline passed first. None: unreachable.
         With ``wait``, the same command waits (bounded) for the supervisor's end: `status` is final.
         With ``expected``, nothing is decided unless the device runs that system (then the result
-        is ``running=PATH``)."""
-        if session is not None:
+        is ``running=PATH``). With ``interrupt`` (a cancel), a switch still running is stopped when
+        the rollback stands (a shell command: SFTP cannot send signals)."""
+        if session is not None and not interrupt:
             won = await self._decide_sftp(session, what, reason, wait=wait, expected=expected)
             if won is not None:
                 return won
-        args = (self.dir, what, reason, str(int(wait)), expected)
+        args = (self.dir, what, reason, str(int(wait)), expected, "1" if interrupt else "0")
         lines: list[str] | None = None
         if session is not None:
             try:
@@ -364,7 +366,7 @@ class DeviceActivation:
 
     async def abort(self, session: SshSession | None, reason: str) -> DeviceStatus:
         """Cancel: roll back unless the new system was already confirmed, and wait for the device."""
-        await self.decide(session, "rollback", reason, wait=SETTLE_LIMIT)
+        await self.decide(session, "rollback", reason, wait=SETTLE_LIMIT, interrupt=True)
         return self.status if self.status.final is not None else await self.settle(session)
 
 

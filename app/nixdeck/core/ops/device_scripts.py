@@ -100,25 +100,12 @@ if [ "$set_profile" = 1 ]; then
   fi
   st "profile-set=$(readlink "$profile" 2>/dev/null)"
 fi
-# the switch runs in its own session so that a rollback decided while it runs can stop it whole
+# the switch runs in its own session, so that a rollback decided while it runs (a cancel) can stop
+# it whole: the controller does that (DECIDE with interrupt); the supervisor only waits for it
 { setsid /bin/sh -c 'echo "$$" > "$1/switch.pid"; exec "$2/bin/switch-to-configuration" "$3"' sh \
     "$dir" "$system" "$action" >>"$log" 2>&1; echo "$?" > "$dir/switch.rc"; } &
-until [ -s "$dir/switch.pid" ] || [ -s "$dir/switch.rc" ]; do sleep 0.05; done
-spid="$(cat "$dir/switch.pid" 2>/dev/null)"
-st "switch-pid=$spid"
-n=-1
-until [ -s "$dir/switch.rc" ]; do
-  if [ "$n" -lt 0 ] && [ "$(readlink "$dir/decision" 2>/dev/null)" = rollback ]; then
-    st "interrupting=$(cat "$dir/reason" 2>/dev/null)"
-    kill -TERM "-$spid" 2>/dev/null
-    n=0
-  fi
-  if [ "$n" -ge 0 ]; then
-    n=$((n + 1))
-    [ "$n" -eq 100 ] && kill -KILL "-$spid" 2>/dev/null
-  fi
-  sleep 0.05
-done
+until [ -s "$dir/switch.pid" ] || [ -s "$dir/switch.rc" ]; do sleep 0.02; done
+st "switch-pid=$(cat "$dir/switch.pid" 2>/dev/null)"
 wait
 code="$(cat "$dir/switch.rc")"
 st "switched=$code"
@@ -129,8 +116,8 @@ if [ "$code" -ne 0 ] && [ "$code" -ne 4 ]; then
   fi
   final failed
 fi
-end=$(( $(date +%s) + wait_s ))
-while [ ! -L "$dir/decision" ] && [ "$(date +%s)" -lt "$end" ]; do sleep 0.05; done
+n=$((wait_s * 10))
+while [ ! -L "$dir/decision" ] && [ "$n" -gt 0 ]; do sleep 0.1; n=$((n - 1)); done
 if [ "$rollback_on" = 1 ]; then what="$(decide rollback)"; else what="$(decide keep)"; fi
 if [ "$what" = rollback ]; then
   [ -s "$dir/reason" ] || echo "not confirmed within ${wait_s} s" > "$dir/reason"
@@ -159,11 +146,11 @@ else
 fi
 i=0
 until grep -q -e '^switch-pid=' -e '^final=' "$dir/status" 2>/dev/null; do
-  sleep 0.05; i=$((i+1))
-  if [ "$i" -eq 200 ] && ! grep -q '^supervisor=' "$dir/status"; then
+  sleep 0.1; i=$((i+1))
+  if [ "$i" -eq 100 ] && ! grep -q '^supervisor=' "$dir/status"; then
     echo "$tag launch-failed=the supervisor did not start" >&2; exit 92
   fi
-  if [ "$i" -eq 20 ] && grep -q '^waiting-lock=' "$dir/status"; then
+  if [ "$i" -eq 10 ] && grep -q '^waiting-lock=' "$dir/status"; then
     echo "waiting for an earlier activation on this device to end"
   fi
 done
@@ -176,8 +163,14 @@ exit "${code:-93}"
 """
 
 # Waits (bounded by $limit seconds) until the supervisor has written its end and exited.
-_AWAIT_END = r"""i=0
+_AWAIT_END = r"""i=0; k=0
 until grep -q '^final=' "$dir/status" 2>/dev/null; do
+  if [ "${interrupt:-0}" = 1 ] && [ -s "$dir/switch.pid" ] && [ ! -s "$dir/switch.rc" ]; then
+    # a rollback was decided while the switch runs: stop it (TERM, then KILL after 5 s)
+    [ "$k" -eq 0 ] && echo "interrupting=$(cat "$dir/reason" 2>/dev/null)" >> "$dir/status"
+    if [ "$k" -lt 100 ]; then kill -TERM "-$(cat "$dir/switch.pid")" 2>/dev/null; else kill -KILL "-$(cat "$dir/switch.pid")" 2>/dev/null; fi
+    k=$((k+1))
+  fi
   sleep 0.05; i=$((i+1))
   [ "$i" -ge $((limit * 20)) ] && break
 done
@@ -190,9 +183,9 @@ done
 
 # $1 dir, $2 decision (confirm|keep|rollback), $3 reason, $4 seconds to wait for the supervisor to
 # end (0: do not wait), $5 the system that must be running for the decision to be made (else it
-# prints "running=PATH" and decides nothing). Prints the decision that won, then (when waiting)
-# "--status--" and the status.
-DECIDE = r"""dir="$1"; limit="${4:-0}"; expected="${5:-}"
+# prints "running=PATH" and decides nothing), $6 1: stop a switch that runs when rollback stands.
+# Prints the decision that won, then (when waiting) "--status--" and the status.
+DECIDE = r"""dir="$1"; limit="${4:-0}"; expected="${5:-}"; interrupt="${6:-0}"
 [ -d "$dir" ] || { echo missing; exit 3; }
 if [ -n "$expected" ]; then
   running="$(readlink /run/current-system 2>/dev/null)"
