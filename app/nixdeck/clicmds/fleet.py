@@ -65,7 +65,7 @@ def _row(name: str, r: dict[str, Any]) -> list[str]:
         if r.get("lacks"):
             notes.append("no " + ", no ".join(r["lacks"]))
         if r.get("drift") not in ("in sync", None):
-            notes.append(str(r.get("reason") or ""))
+            notes.append(str(r.get("drift_reason") or ""))
     return [name, status, generation, str(r.get("drift") or "unknown"), "; ".join(n for n in notes if n)]
 
 

@@ -43,7 +43,7 @@ class Drift:
         b = self.latest_build
         return {
             "drift": self.state,
-            "reason": self.reason,
+            "drift_reason": self.reason,
             "needs_reboot": self.needs_reboot,
             "latest_build": None if b is None else {"path": b.path, "task_id": b.task_id,
                                                      "ended": b.ended.isoformat() if b.ended else None},
