@@ -10,11 +10,15 @@ from typing import Any
 from nixdeck.clicmds.common import (
     EXIT_FAILED,
     EXIT_OK,
+    count,
+    days,
     fmt_duration,
     make_engine,
     open_store,
     print_json,
     run_tasks_live,
+    seconds,
+    task_id,
 )
 from nixdeck.core.tasks.context import tail_lines
 from nixdeck.core.tasks.engine import TaskEngine
@@ -32,39 +36,39 @@ def register(sub: Any) -> None:
     ls.add_argument("--kind", action="append")
     ls.add_argument("--device")
     ls.add_argument("--text")
-    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--limit", type=count(1, 10**7), default=50)
     ls.add_argument("--all", action="store_true", help="include children and silent tasks")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)
 
     sh = tsub.add_parser("show", help="everything the details view shows")
-    sh.add_argument("id", type=int)
+    sh.add_argument("id", type=task_id)
     sh.add_argument("--json", action="store_true")
-    sh.add_argument("--lines", type=int, default=20, help="output lines per stream (default 20)")
+    sh.add_argument("--lines", type=count(0, 10**6), default=20, help="output lines per stream (default 20)")
     sh.set_defaults(func=cmd_show)
 
     lg = tsub.add_parser("log", help="a task's full output (stdout and stderr of its processes), optionally followed")
-    lg.add_argument("id", type=int)
+    lg.add_argument("id", type=task_id)
     lg.add_argument("--stream", choices=["stdout", "stderr", "both"], default="both")
     lg.add_argument("--follow", "-f", action="store_true", help="keep printing until the task ends")
     lg.set_defaults(func=cmd_log)
 
     ca = tsub.add_parser("cancel", help="cancel a task and its children")
-    ca.add_argument("id", type=int)
-    ca.add_argument("--wait", type=float, default=60.0, metavar="S",
+    ca.add_argument("id", type=task_id)
+    ca.add_argument("--wait", type=seconds, default=60.0, metavar="S",
                     help="seconds to wait for the task to end (default 60)")
     ca.set_defaults(func=cmd_cancel)
 
     rr = tsub.add_parser("rerun", help="a new task from a task's submission, linked to it")
-    rr.add_argument("id", type=int)
+    rr.add_argument("id", type=task_id)
     rr.add_argument("--force", action="store_true", help="user errors become warnings")
     rr.add_argument("--failed-only", action="store_true", help="only the failed children of a parent")
     rr.add_argument("--json", action="store_true")
     rr.set_defaults(func=cmd_rerun)
 
     pr = tsub.add_parser("prune", help="delete old finished tasks and their logs")
-    pr.add_argument("--older-than-days", type=float)
-    pr.add_argument("--keep", type=int, help="keep this many newest top-level tasks")
+    pr.add_argument("--older-than-days", type=days)
+    pr.add_argument("--keep", type=count(0, 2**62), help="keep this many newest top-level tasks")
     pr.set_defaults(func=cmd_prune)
 
 
