@@ -4,6 +4,7 @@ even when the command prints them, quotes them in an error, or prints them insid
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
@@ -123,9 +124,7 @@ def test_cli_secret_env_never_stored(data_dir: Path) -> None:
     assert hits == []
     # API_TOKEN is not declared secret: it is redacted by its name in the stored env and submission
     show = nixdeck(data_dir, "tasks", "show", "1", "--json", env=env)
-    assert api not in show.stdout.split('"argv"')[0]
-    import json
-
+    assert api not in show.stdout
     d = json.loads(show.stdout)
     assert d["task"]["submission"]["env"] == {"API_TOKEN": REDACTED, "PLAIN": "ok"}
     assert d["task"]["submission"]["secret_env"] == {"MYSEC": REDACTED}
@@ -133,3 +132,52 @@ def test_cli_secret_env_never_stored(data_dir: Path) -> None:
     rerun = nixdeck(data_dir, "tasks", "rerun", "1", env=env)
     assert rerun.returncode == 1 and "secrets" in rerun.stderr
     assert os.environ.get("MYSEC") is None
+
+
+def test_cli_secrets_never_leave_through_a_side_door(tmp_path: Path, data_dir: Path) -> None:
+    """A --secret-env value and a redacted --env API_TOKEN value placed in argv, cwd, another env
+    value, a program path (error and step detail) and the output: never in the data dir's bytes
+    (DB, WAL, logs) nor on the screen of any command."""
+    import sqlite3
+
+    secret = "sd-Zq81Kk4402x"
+    api = "api-77hh2jQ9"
+    env = cli_env(data_dir, MYSEC=secret)
+    cwd = tmp_path / f"cwd-{secret}"
+    cwd.mkdir()
+    data_dir.mkdir(exist_ok=True)
+    assert nixdeck(data_dir, "tasks", "list", env=env).returncode == 0
+    holder = sqlite3.connect(data_dir / "history.sqlite3")  # keeps the WAL file in place while we look
+    holder.execute("SELECT count(*) FROM tasks").fetchone()
+    screens = []
+    ok = nixdeck(
+        data_dir, "run", "--secret-env", "MYSEC", "--env", f"API_TOKEN={api}", "--env", f"OTHER=pre-{secret}-post",
+        "--cwd", str(cwd), "--",
+        "sh", "-c", 'echo "args $1 $2"; echo "env $API_TOKEN $MYSEC $OTHER"; echo "pwd $(pwd)" >&2', "sh", secret, api,
+        env=env,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert "args *** ***" in ok.stdout and "env *** *** pre-***-post" in ok.stdout
+    assert "[task 1] Run sh -c" in ok.stderr and "***" in ok.stderr
+    bad = nixdeck(data_dir, "run", "--secret-env", "MYSEC", "--json", "--", f"/nonexistent/{secret}/prog", env=env)
+    assert bad.returncode == 1
+    [t] = json.loads(bad.stdout)
+    assert t["error"] == "/nonexistent/***/prog not found: check that it is installed and on PATH", t["error"]
+    screens += [ok.stdout, ok.stderr, bad.stdout, bad.stderr]
+    for args in (["tasks", "show", "1"], ["tasks", "show", "1", "--json"], ["tasks", "show", "2"],
+                 ["tasks", "show", "2", "--json"], ["tasks", "log", "1"], ["tasks", "list", "--all"]):
+        shown = nixdeck(data_dir, *args, env=env)
+        screens += [shown.stdout, shown.stderr]
+    d = json.loads(nixdeck(data_dir, "tasks", "show", "1", "--json", env=env).stdout)
+    assert d["task"]["submission"]["argv"] == ["sh", "-c", d["task"]["submission"]["argv"][2], "sh", "***", "***"]
+    assert d["task"]["submission"]["cwd"].endswith("cwd-***")
+    assert d["task"]["submission"]["env"]["OTHER"] == "pre-***-post"
+    assert d["processes"][0]["cwd"].endswith("cwd-***") and d["processes"][0]["env"]["OTHER"] == REDACTED
+    d2 = json.loads(nixdeck(data_dir, "tasks", "show", "2", "--json", env=env).stdout)
+    assert "/nonexistent/***/prog" in d2["task"]["title"] and "***" in d2["jobs"][0]["steps"][0]["detail"]
+    for screen in screens:
+        assert secret not in screen and api not in screen
+    wal = data_dir / "history.sqlite3-wal"
+    assert wal.exists() and wal.stat().st_size > 0, "the WAL was kept for the check"
+    assert _leaks(data_dir, [secret, api]) == []
+    holder.close()
