@@ -17,6 +17,7 @@ from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.events import Event, MessagesAdded, OutputAppended, TaskChanged, TaskCreated
 from nixdeck.core.tasks.model import TaskRecord, TaskState, format_duration
 from nixdeck.core.tasks.store import TaskStore
+from nixdeck.core.termtext import neutralise
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_SECONDS = 10 * 365 * 24 * 3600.0  # a timeout or wait beyond ten years is a typo
@@ -133,7 +134,7 @@ class LiveProgress:
 
     def _line(self, text: str) -> None:
         self._clear()
-        self._write(self.err, text + "\n")
+        self._write(self.err, neutralise(text) + "\n")
 
     def _watched(self, t: TaskRecord) -> bool:
         if t.id in self.watch or (t.parent_id is not None and t.parent_id in self.watch):
@@ -152,11 +153,12 @@ class LiveProgress:
                 self._line(f"[task {t.id}] {t.title}: {t.state.label}{extra}")
             elif self.tty:
                 pct = f" {t.progress * 100:.0f}%" if t.progress is not None else ""
-                self._status = f"[task {t.id}] {t.phase}{pct}"[:200]
+                self._status = neutralise(f"[task {t.id}] {t.phase}{pct}"[:200])
                 self._write(self.err, "\r\x1b[2K" + self._status)
         elif isinstance(ev, OutputAppended) and self.show_output and ev.task_id in self.watch:
             self._clear()
-            self._write(self.out if ev.stream == "stdout" else self.err, ev.text)
+            # a device's OSC 52 (clipboard) or OSC 0 (title) is shown, not obeyed; colours stay
+            self._write(self.out if ev.stream == "stdout" else self.err, neutralise(ev.text, keep_sgr=True))
         elif isinstance(ev, MessagesAdded) and ev.task_id in self.watch:
             for m in ev.messages:
                 if m.level in ("error", "warning"):
