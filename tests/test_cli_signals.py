@@ -1,17 +1,20 @@
 """SIGTERM, SIGHUP and SIGINT of the CLI cancel its tasks through the engine: the record says
 `canceled` with the signal as reason, and no process of the task's groups is left (a real CLI
-process, a real `sh`/`sleep`, and a real slow Nix build of tests/fixtures/fleet)."""
+process, a real `sh`/`sleep`, a real slow Nix build of tests/fixtures/fleet, and remote commands on
+real sshd devices)."""
 
 from __future__ import annotations
 
 import signal
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from engine_helpers import db_rows, group_pids, live_with_marker, nixdeck_bg, wait_for
 from fleet_fixtures import copy_fleet
+from test_deploy_support import DeployWorld, fixture_worlds  # noqa: F401  (fixture)
 
 
 def _running(data_dir: Path, marker: str | None = None) -> tuple[int, int] | None:
@@ -67,3 +70,22 @@ def test_sigterm_stops_a_slow_nix_build_and_its_builder(tmp_path: Path, data_dir
     _assert_canceled_by(data_dir, tid, signal.SIGTERM)
     # Nix got SIGTERM and ends its builder itself; a hang bound only
     wait_for(lambda: not live_with_marker(builder), "the builder to be gone", limit=30)
+
+
+@pytest.mark.ssh
+def test_sigterm_ends_remote_commands_on_real_devices(worlds: Callable[..., DeployWorld]) -> None:
+    names = ["node1", "node2"]
+    world = worlds(names, nodes=names)
+    devices = [world.device(n) for n in names]
+    with nixdeck_bg(world.data_dir, "ssh", "run", "--project", world.project_dir, *names, "--",
+                    "sh", "-c", "sleep 300 & sleep 301; wait") as proc:
+        wait_for(lambda: all(any("sleep 301" in c for _, c in d.command_processes()) for d in devices),
+                 "the commands to run on both devices", limit=120)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 128 + signal.SIGTERM, err
+    rows = [tuple(r) for r in db_rows(world.data_dir, "SELECT parent_id, state, error FROM tasks ORDER BY id")]
+    assert rows[0] == (None, "canceled", "nixdeck received SIGTERM"), rows
+    assert {r[1:] for r in rows[1:]} == {("canceled", "nixdeck received SIGTERM")} and len(rows) == 3
+    for device in devices:
+        assert device.command_processes() == [], "nothing is left on the devices"
