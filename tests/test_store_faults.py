@@ -179,3 +179,43 @@ def test_full_disk_fails_the_task_at_once(tmp_path: Path) -> None:
     [shown] = json.loads(got["stdout"][got["stdout"].index("[") :])
     assert shown["state"] == "failed" and shown["error"].startswith("disk full writing ")
     assert sys.platform.startswith("linux")
+
+
+FULL_BEFORE = r"""
+import json, os, subprocess, sys, tempfile
+mnt = tempfile.mkdtemp(prefix="nixdeck-tmpfs-")
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt], check=True)
+data = os.path.join(mnt, "data")
+env = dict(os.environ, NIXDECK_DATA_DIR=data, PYTHONPATH=sys.argv[1])
+def nixdeck(*args):
+    r = subprocess.run([sys.executable, "-m", "nixdeck", *args], env=env, capture_output=True, text=True, timeout=120)
+    return [r.returncode, r.stdout, r.stderr]
+out = {"first": nixdeck("run", "--", "true")}
+os.unlink(os.path.join(data, "history.sqlite3.reserve"))  # a reserve given back earlier
+fd = os.open(os.path.join(mnt, "ballast"), os.O_WRONLY | os.O_CREAT)
+try:
+    while True:
+        os.write(fd, b"\0" * 1024)
+except OSError:
+    os.close(fd)
+out["run"] = nixdeck("run", "--", "true")
+out["list"] = nixdeck("tasks", "list")
+os.unlink(os.path.join(mnt, "ballast"))
+out["after"] = nixdeck("tasks", "list", "--json")
+print(json.dumps(out))
+"""
+
+
+def test_disk_already_full_is_named_not_called_damage(tmp_path: Path) -> None:
+    res = subprocess.run(["unshare", "-m", "--propagation", "private", PY, "-c", FULL_BEFORE, APP_DIR],
+                         capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["first"][0] == 0, got
+    for key in ("run", "list"):
+        rc, _, err = got[key]
+        assert rc == 1 and "Traceback" not in err, got
+        [line] = err.strip().splitlines()
+        assert line.startswith("nixdeck: disk full writing ") and "damaged" not in line, line
+    rc, out, _ = got["after"]
+    assert rc == 0 and [t["state"] for t in json.loads(out)] == ["completed"], "the history was kept"

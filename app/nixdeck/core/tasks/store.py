@@ -72,7 +72,13 @@ class TaskStore:
         self.path = self.data_dir / DB_NAME
         self.logs_dir = self.data_dir / "logs"
         self.reserve = DiskReserve(self.data_dir / RESERVE_NAME)
-        self._conn = self._connect()
+        try:
+            self._conn = self._connect()
+        except StoreError as e:
+            # a full disk cannot even create the WAL index: give back the reserve and try once more
+            if not (is_disk_full(e.__cause__ or e, self.data_dir) and self.reserve.release()):
+                raise
+            self._conn = self._connect()
         try:
             self._migrate()
         except (sqlite3.DatabaseError, OSError) as e:
@@ -101,8 +107,8 @@ class TaskStore:
         except sqlite3.DatabaseError as e:
             with contextlib.suppress(NameError, sqlite3.Error):
                 conn.close()
-            if is_disk_full(e) or "locked" in str(e) or "busy" in str(e):
-                raise store_error(self.path, e) from None
+            if is_disk_full(e, self.data_dir) or "locked" in str(e) or "busy" in str(e):
+                raise store_error(self.path, e) from e
             raise StoreError(
                 f"the task history {self.path} cannot be opened ({e}); it was left untouched — "
                 "move it away to start a fresh history, or restore it from a backup"

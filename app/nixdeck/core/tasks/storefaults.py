@@ -65,10 +65,25 @@ class DiskReserve:
         return True
 
 
-def is_disk_full(e: BaseException) -> bool:
+def no_space_left(where: Path) -> bool:
+    """True when the file system holding `where` has (almost) no free block for us."""
+    try:
+        st = os.statvfs(where)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+def is_disk_full(e: BaseException, where: Path | None = None) -> bool:
+    """A full disk: ENOSPC, SQLITE_FULL, or an SQLite I/O error on a file system with no space left
+    (creating the WAL index of a full disk fails that way)."""
     if isinstance(e, OSError):
         return e.errno in _DISK_FULL
-    return isinstance(e, sqlite3.DatabaseError) and ("full" in str(e).lower() or _sqlite_code(e) == 13)
+    if not isinstance(e, sqlite3.DatabaseError):
+        return False
+    if "full" in str(e).lower() or _sqlite_code(e) == 13:
+        return True
+    return where is not None and ("i/o error" in str(e).lower() or _sqlite_code(e) == 10) and no_space_left(where)
 
 
 def _sqlite_code(e: sqlite3.DatabaseError) -> int | None:
@@ -79,7 +94,7 @@ def _sqlite_code(e: sqlite3.DatabaseError) -> int | None:
 def store_error(db: Path, e: BaseException) -> StoreError:
     """The one line a person reads when the history cannot be used."""
     where = Path(e.filename) if isinstance(e, OSError) and e.filename else db
-    if is_disk_full(e):
+    if is_disk_full(e, db.parent):
         return StoreError(f"disk full writing {where}: free some space on that disk and try again "
                           "(nothing was deleted)")
     if isinstance(e, OSError):
@@ -111,7 +126,7 @@ def boundary(fn: F) -> F:
         except StoreError:
             raise
         except (sqlite3.DatabaseError, OSError) as e:
-            if not (is_disk_full(e) and self.reserve.release()):
+            if not (is_disk_full(e, self.path.parent) and self.reserve.release()):
                 raise store_error(self.path, e) from None
         try:
             return fn(self, *args, **kwargs)
