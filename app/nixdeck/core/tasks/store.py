@@ -7,10 +7,8 @@ append-only files under `logs/<task id>/`, so a 1 GB build log costs disk, not m
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import json
-import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,7 +28,6 @@ from nixdeck.core.tasks.model import (
     TaskState,
     utcnow,
 )
-from nixdeck.core.tasks.schema import MIGRATIONS, SCHEMA_VERSION
 from nixdeck.core.tasks.storefaults import (
     RESERVE_NAME,
     DiskReserve,
@@ -39,6 +36,7 @@ from nixdeck.core.tasks.storefaults import (
     is_disk_full,
     store_error,
 )
+from nixdeck.core.tasks.storeopen import migrate, open_connection
 
 DB_NAME = "history.sqlite3"
 _JSON_FIELDS = ("devices", "warnings", "result", "submission")
@@ -73,17 +71,20 @@ class TaskStore:
         self.logs_dir = self.data_dir / "logs"
         self.reserve = DiskReserve(self.data_dir / RESERVE_NAME)
         try:
-            self._conn = self._connect()
+            self._conn = open_connection(self.path)
         except StoreError as e:
             # a full disk cannot even create the WAL index: give back the reserve and try once more
             if not (is_disk_full(e.__cause__ or e, self.data_dir) and self.reserve.release()):
                 raise
-            self._conn = self._connect()
+            self._conn = open_connection(self.path)
         try:
-            self._migrate()
+            migrate(self._conn, self.path)
         except (sqlite3.DatabaseError, OSError) as e:
             self._conn.close()
             raise store_error(self.path, e) from None
+        except BaseException:
+            self._conn.close()
+            raise
         self.reserve.ensure()
         try:
             self.recovered: list[int] = self.recover() if recover else []
@@ -91,63 +92,7 @@ class TaskStore:
             self._conn.close()
             raise
 
-    # -- connection and schema ------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout = 10000")
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            # refuse a newer file before switching it to WAL, which would rewrite its header
-            self._refuse_newer(int(conn.execute("PRAGMA user_version").fetchone()[0]), conn)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.DatabaseError as e:
-            with contextlib.suppress(NameError, sqlite3.Error):
-                conn.close()
-            if is_disk_full(e, self.data_dir) or "locked" in str(e) or "busy" in str(e):
-                raise store_error(self.path, e) from e
-            raise StoreError(
-                f"the task history {self.path} cannot be opened ({e}); it was left untouched — "
-                "move it away to start a fresh history, or restore it from a backup"
-            ) from e
-        return conn
-
-    def _refuse_newer(self, version: int, conn: sqlite3.Connection) -> None:
-        if version > SCHEMA_VERSION:
-            conn.close()
-            raise StoreError(
-                f"the task history {self.path} was written by a newer NixDeck (schema {version}, "
-                f"this one knows {SCHEMA_VERSION}); it was left untouched"
-            )
-
-    def _migrate(self) -> None:
-        version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-        self._refuse_newer(version, self._conn)
-        if version >= SCHEMA_VERSION:
-            return
-        # Several NixDecks may open a fresh data dir at once (e.g. parallel CLI calls): one migrates,
-        # the others wait and then find the schema current. (executescript commits whatever
-        # transaction is open, so a BEGIN IMMEDIATE around it would not serialise them.)
-        lock = os.open(self.data_dir / f"{DB_NAME}.migrate-lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-            self._refuse_newer(version, self._conn)
-            for v in range(version, SCHEMA_VERSION):
-                try:
-                    self._conn.executescript(
-                        "BEGIN IMMEDIATE;" + MIGRATIONS[v] + f";PRAGMA user_version = {v + 1};COMMIT;"
-                    )
-                except sqlite3.DatabaseError as e:
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                    raise StoreError(f"cannot migrate the task history {self.path} to schema {v + 1}: {e}") from e
-        finally:
-            os.close(lock)  # closing the descriptor releases the lock
-
+    # -- connection ---------------------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE … COMMIT, rolled back on error."""
