@@ -181,3 +181,12 @@ def test_cli_secrets_never_leave_through_a_side_door(tmp_path: Path, data_dir: P
     assert wal.exists() and wal.stat().st_size > 0, "the WAL was kept for the check"
     assert _leaks(data_dir, [secret, api]) == []
     holder.close()
+
+
+def test_values_under_secret_names_are_known_secrets() -> None:
+    from nixdeck.core.ops.run_command import RunCommandSubmission
+
+    sub = RunCommandSubmission(argv=["true"], env={"API_TOKEN": "tok-1", "GIT_AUTHOR_NAME": "Alice", "DB_AUTH": "a-2"},
+                               secret_env={"S": SecretStr("s-3")})
+    assert secret_values(sub) == ["tok-1", "a-2", "s-3"]  # longest first
+    assert redact(sub)["env"] == {"API_TOKEN": REDACTED, "GIT_AUTHOR_NAME": "Alice", "DB_AUTH": REDACTED}

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr
 
 REDACTED = "***redacted***"
-_SECRET_ENV = re.compile(r"(SECRET|TOKEN|PASSW|PASSPHRASE|CREDENTIAL|PRIVATE|API_?KEY|AUTH)", re.I)
+_SECRET_ENV = re.compile(r"(SECRET|TOKEN|PASSW|PASSPHRASE|CREDENTIAL|PRIVATE|API_?KEY|AUTH(?!OR))", re.I)
 
 
 class Submission(BaseModel):
