@@ -53,10 +53,12 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
 
 
 def command_modules() -> list[str]:
-    """Every clicmds module that may register commands."""
+    """Every clicmds module that registers commands (helper modules, such as `common`, define no
+    `register`)."""
     import nixdeck.clicmds as pkg
 
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name != "common")
+    names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name != "common")
+    return [n for n in names if hasattr(importlib.import_module(f"nixdeck.clicmds.{n}"), "register")]
 
 
 def build_parser(command: str | None = None, *, commands: bool = True) -> argparse.ArgumentParser:
