@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 from pydantic import Field, SecretStr
 
 from engine_helpers import cli_env, nixdeck, run_engine, script
@@ -190,3 +191,30 @@ def test_values_under_secret_names_are_known_secrets() -> None:
                                secret_env={"S": SecretStr("s-3")})
     assert secret_values(sub) == ["tok-1", "a-2", "s-3"]  # longest first
     assert redact(sub)["env"] == {"API_TOKEN": REDACTED, "GIT_AUTHOR_NAME": "Alice", "DB_AUTH": REDACTED}
+
+
+class BuggySub(Submission):
+    token: SecretStr
+
+
+class BuggyOp(Operation):
+    kind = "test_buggy_secret"
+    submission_type = BuggySub
+
+    async def run(self, ctx: TaskContext) -> None:
+        sub = ctx.submission
+        assert isinstance(sub, BuggySub)
+        raise RuntimeError(f"a bug that quotes {sub.token.get_secret_value()}")
+
+
+def test_a_bugs_traceback_is_logged_without_secrets(data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario(engine: TaskEngine) -> None:
+        engine.register(BuggyOp())
+        t = await engine.wait(await engine.submit("test_buggy_secret", BuggySub(token=SecretStr(TOKEN))))
+        assert t.state == TaskState.FAILED and t.error is not None and TOKEN not in t.error
+
+    with caplog.at_level("ERROR"):
+        run_engine(data_dir, scenario)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "Traceback" in logged and "a bug that quotes ***" in logged and TOKEN not in logged
+    assert all(r.exc_info is None for r in caplog.records)

@@ -13,6 +13,7 @@ import fcntl
 import logging
 import os
 import time
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -319,7 +320,7 @@ class TaskEngine:
             final = TaskState.CANCELED if task_id in self._cancel_requested else TaskState.INTERRUPTED
             error = self._cancel_reason(task_id) if final == TaskState.CANCELED else "NixDeck was closing while the task waited"
         except Exception as e:  # noqa: BLE001 - a scheduling error ends the task, never the app
-            log.exception("task %s failed in the engine", task_id)
+            self._log_bug(task_id, "failed in the engine")
             final, error = TaskState.FAILED, f"internal error: {e}"
         finally:
             if slot:
@@ -382,9 +383,13 @@ class TaskEngine:
         except NixDeckError as e:
             return TaskState.FAILED, str(e)
         except Exception as e:  # noqa: BLE001 - an operation's bug ends its task, not the app
-            log.exception("task %s: operation %s raised", task_id, op.kind)
+            self._log_bug(task_id, f"operation {op.kind} raised")
             return TaskState.FAILED, f"internal error in {op.kind}: {type(e).__name__}: {e}"
         return (TaskState.COMPLETED_WITH_WARNINGS if self._live[task_id].warnings else TaskState.COMPLETED), None
+
+    def _log_bug(self, task_id: int, what: str) -> None:
+        """The traceback of a bug, logged with the task's secrets scrubbed (it reaches the screen)."""
+        log.error("task %s %s\n%s", task_id, what, scrub(traceback.format_exc().rstrip(), self._secrets.get(task_id, [])))
 
     # -- effects used by TaskContext ------------------------------------------------------------
     def _add_warning(self, task_id: int, message: str) -> None:
