@@ -112,3 +112,57 @@ def test_prune_and_silent(data_dir: Path) -> None:
     assert [t["id"] for t in cli_json(nixdeck(data_dir, "tasks", "list", "--json", "--all"))] == [4, 3]
     assert not (data_dir / "logs" / "1").exists()
     assert nixdeck(data_dir, "tasks", "prune").returncode == 2
+
+
+BAD_VALUES = [
+    ["tasks", "prune", "--keep", "-1"],
+    ["tasks", "prune", "--older-than-days", "-1"],
+    ["tasks", "prune", "--older-than-days", "nan"],
+    ["tasks", "prune", "--older-than-days", "inf"],
+    ["tasks", "prune", "--older-than-days", "1e21"],
+    ["tasks", "prune", "--keep", "99999999999999999999"],
+    ["tasks", "show", "99999999999999999999"],
+    ["tasks", "log", "99999999999999999999"],
+    ["tasks", "cancel", "99999999999999999999"],
+    ["tasks", "rerun", "-5"],
+    ["tasks", "show", "1", "--lines", "-3"],
+    ["tasks", "cancel", "1", "--wait", "nan"],
+    ["tasks", "list", "--limit", "99999999999999999999"],
+    ["run", "--timeout", "nan", "--", "true"],
+    ["run", "--timeout", "inf", "--", "true"],
+    ["run", "--timeout", "1e21", "--", "true"],
+    ["run", "--timeout", "-1", "--", "true"],
+    ["run", "--retries", "99999999999999999999", "--", "true"],
+    ["run", "--device", "a;rm -rf /", "--", "true"],
+    ["run", "--device", "../../x", "--", "true"],
+    ["run", "--device", "d" * 10_000, "--", "true"],
+    ["--author", "mallory", "run", "--", "true"],
+    ["--author", "", "tasks", "list"],
+    ["deploy", "--limit", "0"],
+    ["build", "--timeout", "inf", "web1"],
+    ["ssh", "run", "--timeout", "nan", "web1", "--", "true"],
+]
+
+
+def test_bad_values_are_one_line_usage_errors(data_dir: Path) -> None:
+    assert nixdeck(data_dir, "run", "--", "true").returncode == 0
+    before = cli_json(nixdeck(data_dir, "tasks", "list", "--json", "--all"))
+    for argv in BAD_VALUES:
+        res = nixdeck(data_dir, *argv)
+        assert res.returncode == 2, (argv, res.stderr)
+        assert "Traceback" not in res.stderr, argv
+        assert len(res.stderr.strip().splitlines()) == 1, (argv, res.stderr)
+        assert len(res.stderr) < 400, "a 10k-character value is not echoed back"
+        assert res.stdout == "", argv
+    assert cli_json(nixdeck(data_dir, "tasks", "list", "--json", "--all")) == before, "nothing ran, nothing was pruned"
+    assert not (data_dir / "locks").exists() or list((data_dir / "locks").iterdir()) == []
+
+
+def test_allowed_authors(data_dir: Path) -> None:
+    import getpass
+
+    for author in ("scheduler", "automation", getpass.getuser()):
+        res = nixdeck(data_dir, "--author", author, "run", "--json", "--", "true")
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)[0]["author"] == author
+    assert nixdeck(data_dir, "run", "--device", "web_1-a", "--", "true").returncode == 0

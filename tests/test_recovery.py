@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import uuid
 from pathlib import Path
+
+import pytest
 
 from engine_helpers import (
     cli_json,
@@ -18,7 +21,9 @@ from engine_helpers import (
     pid_alive,
     wait_for,
 )
-from nixdeck.core.tasks.model import TaskState
+from nixdeck.core.tasks import recovery
+from nixdeck.core.tasks.model import TaskRecord, TaskState, utcnow
+from nixdeck.core.tasks.procs import start_ticks
 from nixdeck.core.tasks.store import TaskStore
 
 
@@ -125,3 +130,42 @@ def test_cancel_of_a_dead_owner_recovers(data_dir: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "interrupted" in out.stdout
     assert not pid_alive(sh_pid)
+
+
+def test_recovery_never_overwrites_a_task_its_owner_finished_meanwhile(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race held open: recovery reads a running task, its owner finishes it and exits, then
+    recovery finds the owner gone. The compare-and-set update leaves the owner's result alone."""
+    owner = subprocess.Popen(["sleep", "300"])
+    ticks = start_ticks(owner.pid)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    setup = TaskStore(data_dir)
+    racing = setup.insert_task(TaskRecord(kind="record", title="racing", state=TaskState.RUNNING,
+                                          owner_pid=owner.pid, owner_start=ticks)).id
+    dead = setup.insert_task(TaskRecord(kind="record", title="dead", state=TaskState.RUNNING,
+                                        owner_pid=gone.pid, owner_start=12345)).id
+    setup.close()
+    real_is_alive = recovery.is_alive
+
+    def owner_finishes_in_between(pid: int | None, tk: int | None) -> bool:
+        if pid == owner.pid:
+            # the owner's own connection records its result, then the owner exits
+            mine = TaskStore(data_dir, recover=False)
+            mine.update_task(racing, state=TaskState.COMPLETED, result={"store_path": "/nix/store/x"},
+                             ended=utcnow(), owner_pid=None, owner_start=None)
+            mine.close()
+            owner.kill()
+            owner.wait()
+        return real_is_alive(pid, tk)
+
+    monkeypatch.setattr(recovery, "is_alive", owner_finishes_in_between)
+    store = TaskStore(data_dir)
+    try:
+        assert store.recovered == [dead]
+        t = store.get(racing)
+        assert t.state == TaskState.COMPLETED and t.result == {"store_path": "/nix/store/x"} and t.error is None
+        assert store.get(dead).state == TaskState.INTERRUPTED
+    finally:
+        store.close()

@@ -4,10 +4,12 @@ even when the command prints them, quotes them in an error, or prints them insid
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
 
+import pytest
 from pydantic import Field, SecretStr
 
 from engine_helpers import cli_env, nixdeck, run_engine, script
@@ -123,9 +125,7 @@ def test_cli_secret_env_never_stored(data_dir: Path) -> None:
     assert hits == []
     # API_TOKEN is not declared secret: it is redacted by its name in the stored env and submission
     show = nixdeck(data_dir, "tasks", "show", "1", "--json", env=env)
-    assert api not in show.stdout.split('"argv"')[0]
-    import json
-
+    assert api not in show.stdout
     d = json.loads(show.stdout)
     assert d["task"]["submission"]["env"] == {"API_TOKEN": REDACTED, "PLAIN": "ok"}
     assert d["task"]["submission"]["secret_env"] == {"MYSEC": REDACTED}
@@ -133,3 +133,88 @@ def test_cli_secret_env_never_stored(data_dir: Path) -> None:
     rerun = nixdeck(data_dir, "tasks", "rerun", "1", env=env)
     assert rerun.returncode == 1 and "secrets" in rerun.stderr
     assert os.environ.get("MYSEC") is None
+
+
+def test_cli_secrets_never_leave_through_a_side_door(tmp_path: Path, data_dir: Path) -> None:
+    """A --secret-env value and a redacted --env API_TOKEN value placed in argv, cwd, another env
+    value, a program path (error and step detail) and the output: never in the data dir's bytes
+    (DB, WAL, logs) nor on the screen of any command."""
+    import sqlite3
+
+    secret = "sd-Zq81Kk4402x"
+    api = "api-77hh2jQ9"
+    env = cli_env(data_dir, MYSEC=secret)
+    cwd = tmp_path / f"cwd-{secret}"
+    cwd.mkdir()
+    data_dir.mkdir(exist_ok=True)
+    assert nixdeck(data_dir, "tasks", "list", env=env).returncode == 0
+    holder = sqlite3.connect(data_dir / "history.sqlite3")  # keeps the WAL file in place while we look
+    holder.execute("SELECT count(*) FROM tasks").fetchone()
+    screens = []
+    ok = nixdeck(
+        data_dir, "run", "--secret-env", "MYSEC", "--env", f"API_TOKEN={api}", "--env", f"OTHER=pre-{secret}-post",
+        "--cwd", str(cwd), "--",
+        "sh", "-c", 'echo "args $1 $2"; echo "env $API_TOKEN $MYSEC $OTHER"; echo "pwd $(pwd)" >&2', "sh", secret, api,
+        env=env,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert "args *** ***" in ok.stdout and "env *** *** pre-***-post" in ok.stdout
+    assert "[task 1] Run sh -c" in ok.stderr and "***" in ok.stderr
+    bad = nixdeck(data_dir, "run", "--secret-env", "MYSEC", "--json", "--", f"/nonexistent/{secret}/prog", env=env)
+    assert bad.returncode == 1
+    [t] = json.loads(bad.stdout)
+    assert t["error"] == "/nonexistent/***/prog not found: check that it is installed and on PATH", t["error"]
+    screens += [ok.stdout, ok.stderr, bad.stdout, bad.stderr]
+    for args in (["tasks", "show", "1"], ["tasks", "show", "1", "--json"], ["tasks", "show", "2"],
+                 ["tasks", "show", "2", "--json"], ["tasks", "log", "1"], ["tasks", "list", "--all"]):
+        shown = nixdeck(data_dir, *args, env=env)
+        screens += [shown.stdout, shown.stderr]
+    d = json.loads(nixdeck(data_dir, "tasks", "show", "1", "--json", env=env).stdout)
+    assert d["task"]["submission"]["argv"] == ["sh", "-c", d["task"]["submission"]["argv"][2], "sh", "***", "***"]
+    assert d["task"]["submission"]["cwd"].endswith("cwd-***")
+    assert d["task"]["submission"]["env"]["OTHER"] == "pre-***-post"
+    assert d["processes"][0]["cwd"].endswith("cwd-***") and d["processes"][0]["env"]["OTHER"] == REDACTED
+    d2 = json.loads(nixdeck(data_dir, "tasks", "show", "2", "--json", env=env).stdout)
+    assert "/nonexistent/***/prog" in d2["task"]["title"] and "***" in d2["jobs"][0]["steps"][0]["detail"]
+    for screen in screens:
+        assert secret not in screen and api not in screen
+    wal = data_dir / "history.sqlite3-wal"
+    assert wal.exists() and wal.stat().st_size > 0, "the WAL was kept for the check"
+    assert _leaks(data_dir, [secret, api]) == []
+    holder.close()
+
+
+def test_values_under_secret_names_are_known_secrets() -> None:
+    from nixdeck.core.ops.run_command import RunCommandSubmission
+
+    sub = RunCommandSubmission(argv=["true"], env={"API_TOKEN": "tok-1", "GIT_AUTHOR_NAME": "Alice", "DB_AUTH": "a-2"},
+                               secret_env={"S": SecretStr("s-3")})
+    assert secret_values(sub) == ["tok-1", "a-2", "s-3"]  # longest first
+    assert redact(sub)["env"] == {"API_TOKEN": REDACTED, "GIT_AUTHOR_NAME": "Alice", "DB_AUTH": REDACTED}
+
+
+class BuggySub(Submission):
+    token: SecretStr
+
+
+class BuggyOp(Operation):
+    kind = "test_buggy_secret"
+    submission_type = BuggySub
+
+    async def run(self, ctx: TaskContext) -> None:
+        sub = ctx.submission
+        assert isinstance(sub, BuggySub)
+        raise RuntimeError(f"a bug that quotes {sub.token.get_secret_value()}")
+
+
+def test_a_bugs_traceback_is_logged_without_secrets(data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario(engine: TaskEngine) -> None:
+        engine.register(BuggyOp())
+        t = await engine.wait(await engine.submit("test_buggy_secret", BuggySub(token=SecretStr(TOKEN))))
+        assert t.state == TaskState.FAILED and t.error is not None and TOKEN not in t.error
+
+    with caplog.at_level("ERROR"):
+        run_engine(data_dir, scenario)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "Traceback" in logged and "a bug that quotes ***" in logged and TOKEN not in logged
+    assert all(r.exc_info is None for r in caplog.records)

@@ -12,11 +12,13 @@ import os
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from pydantic import ValidationError
 
 from nixdeck import __version__
 from nixdeck.core.errors import NixDeckError
+from nixdeck.core.tasks.model import SPECIAL_AUTHORS, current_author
 
 # Which clicmds module registers each top-level command: only that module is imported for a run,
 # so `nixdeck tasks list` does not pay for importing asyncssh. tests/test_cli_commands.py keeps
@@ -39,6 +41,13 @@ COMMAND_MODULES = {
 }
 
 
+class CliParser(argparse.ArgumentParser):
+    """A usage error is one line (`nixdeck tasks prune: argument --keep: …`) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="history and logs (default: NIXDECK_DATA_DIR or the user data dir)")
     parser.add_argument("--author", help="record tasks as this author: your OS user (default), scheduler or automation")
@@ -46,15 +55,17 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
 
 
 def command_modules() -> list[str]:
-    """Every clicmds module that may register commands."""
+    """Every clicmds module that registers commands (helper modules, such as `common`, define no
+    `register`)."""
     import nixdeck.clicmds as pkg
 
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name != "common")
+    names = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name != "common")
+    return [n for n in names if hasattr(importlib.import_module(f"nixdeck.clicmds.{n}"), "register")]
 
 
 def build_parser(command: str | None = None, *, commands: bool = True) -> argparse.ArgumentParser:
     """The argument parser; with a known `command`, only the module that registers it is imported."""
-    parser = argparse.ArgumentParser(prog="nixdeck", description="Build and deploy a fleet of NixOS devices.")
+    parser = CliParser(prog="nixdeck", description="Build and deploy a fleet of NixOS devices.")
     parser.add_argument("--version", action="version", version=f"nixdeck {__version__}")
     _global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -80,6 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(command, commands=command is not None or "--version" not in argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    allowed = (current_author(), *SPECIAL_AUTHORS)
+    if args.author is not None and args.author not in allowed:
+        print(f"nixdeck: --author must be {', '.join(allowed[:-1])} or {allowed[-1]}, not {args.author[:40]!r}",
+              file=sys.stderr)
+        return 2
     if args.data_dir:
         os.environ["NIXDECK_DATA_DIR"] = args.data_dir
     func = getattr(args, "func", None)
@@ -93,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except ValidationError as e:
         # a submission built from the command line refused a value (e.g. --limit 0): a usage error
-        msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'input'}: {err['msg']}" for err in e.errors())
+        msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'input'}: {err['msg'].removeprefix('Value error, ')}"
+                         for err in e.errors())
         print(f"nixdeck{' ' + command if command else ''}: {msgs}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nixdeck.clicmds.common import EXIT_FAILED, EXIT_OK, print_json
+from nixdeck.clicmds.common import EXIT_FAILED, EXIT_OK, count, print_json
 from nixdeck.clicmds.project import data_dir, guarded, record
 from nixdeck.core.project.demo import DemoStart, demo_status, start_demo, stop_demo
 from nixdeck.core.ssh.errors import host_label
@@ -26,7 +26,7 @@ def register(sub: Any) -> None:
     dsub = p.add_subparsers(dest="demo_cmd", required=True, metavar="SUBCOMMAND")
 
     def starting(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--first-octet", type=int,
+        parser.add_argument("--first-octet", type=count(1, 250),
                             help="device i listens on 127.0.0.(N+i) (default: NIXDECK_DEMO_FIRST_OCTET or 11)")
         parser.add_argument("--reset", action="store_true", help="start from a fresh copy of the demo fleet")
 

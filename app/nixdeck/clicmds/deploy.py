@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nixdeck.clicmds.common import EXIT_USAGE, run_tasks_live
+from nixdeck.clicmds.common import EXIT_USAGE, count, run_tasks_live
 from nixdeck.clicmds.ssh import select_devices
 from nixdeck.core.ops.activation import has_confirm, no_confirm_reason
 from nixdeck.core.ops.deploy_fleet import DeployDevicesSubmission
@@ -29,10 +29,10 @@ def register(sub: Any) -> None:
     p.add_argument("devices", nargs="*", metavar="DEVICE")
     p.add_argument("--project", metavar="DIR", help="the flake directory (default: the current project)")
     p.add_argument("--tag", action="append", default=[], metavar="T", help="deploy the devices with this tag")
-    p.add_argument("--limit", type=int, default=10, help="devices deployed at a time (default 10)")
+    p.add_argument("--limit", type=count(1, 10**5), default=10, help="devices deployed at a time (default 10)")
     p.add_argument("--action", choices=ACTIONS, help="switch-to-configuration action (default: each device's)")
     p.add_argument("--waves", help="cumulative wave sizes, e.g. 1,10%%,100%%: each wave must end before the next")
-    p.add_argument("--max-failures", type=int, metavar="K",
+    p.add_argument("--max-failures", type=count(0, 10**5), metavar="K",
                    help="halt the rollout once more than K devices failed (default with --waves: 0)")
     p.add_argument("--force", action="store_true", help="treat user errors (unreachable device...) as warnings")
     p.add_argument("--reboot", action="store_true",

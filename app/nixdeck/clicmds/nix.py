@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nixdeck.clicmds.common import EXIT_USAGE, run_tasks_live
+from nixdeck.clicmds.common import EXIT_USAGE, run_tasks_live, seconds
 from nixdeck.core.nix.attrs import IMAGE_FORMATS
 from nixdeck.core.ops.flake_update import FlakeUpdateSubmission
 from nixdeck.core.ops.image import BuildImageSubmission
@@ -29,7 +29,7 @@ from nixdeck.core.tasks.submission import Submission
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--project", metavar="DIR", help="the flake directory (default: the current project)")
-    p.add_argument("--timeout", type=float, help="seconds before the task times out")
+    p.add_argument("--timeout", type=seconds, help="seconds before the task times out")
     p.add_argument("--json", action="store_true", help="print the tasks and their results as JSON")
 
 

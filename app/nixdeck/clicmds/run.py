@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from nixdeck.clicmds.common import EXIT_USAGE, run_tasks_live
+from nixdeck.clicmds.common import EXIT_USAGE, count, run_tasks_live, seconds
 from nixdeck.core.ops.run_command import RunCommandSubmission
 from nixdeck.core.tasks.engine import TaskEngine
 
@@ -18,8 +18,8 @@ from nixdeck.core.tasks.engine import TaskEngine
 def register(sub: Any) -> None:
     p = sub.add_parser("run", help="run a local command as a tracked task")
     p.add_argument("--device", help="the device this command concerns (holds its lock)")
-    p.add_argument("--timeout", type=float, help="seconds before the task times out")
-    p.add_argument("--retries", type=int, default=0, help="attempts after a failure, with backoff")
+    p.add_argument("--timeout", type=seconds, help="seconds before the task times out")
+    p.add_argument("--retries", type=count(0, 100), default=0, help="attempts after a failure, with backoff")
     p.add_argument("--cwd")
     p.add_argument("--env", action="append", default=[], metavar="K=V", help="add to the environment")
     p.add_argument("--secret-env", action="append", default=[], metavar="NAME",

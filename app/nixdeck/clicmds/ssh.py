@@ -13,7 +13,16 @@ import asyncio
 import sys
 from typing import Any
 
-from nixdeck.clicmds.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, make_engine, open_store, run_tasks_live
+from nixdeck.clicmds.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    count,
+    make_engine,
+    open_store,
+    run_tasks_live,
+    seconds,
+)
 from nixdeck.core.ops.remote import device_target
 from nixdeck.core.ops.ssh_command import SshCommandsSubmission, SshCommandSubmission
 from nixdeck.core.paths import default_data_dir
@@ -41,8 +50,8 @@ def register(sub: Any) -> None:
     r = ssh.add_parser("run", help="run a command on devices (in parallel), as tracked tasks",
                        usage="nixdeck ssh run [--project DIR] [--timeout S] [--limit N] DEVICE…|--tag T… -- CMD…")
     r.add_argument("--project", metavar="DIR", help="the flake directory (default: the current project)")
-    r.add_argument("--timeout", type=float, help="seconds before the remote command is killed")
-    r.add_argument("--limit", type=int, default=20, help="devices at a time (default 20)")
+    r.add_argument("--timeout", type=seconds, help="seconds before the remote command is killed")
+    r.add_argument("--limit", type=count(1, 10**5), default=20, help="devices at a time (default 20)")
     r.add_argument("--json", action="store_true")
     r.add_argument("rest", nargs=argparse.REMAINDER, metavar="DEVICE…|--tag T… -- CMD…")
     r.set_defaults(func=cmd_run)

@@ -10,17 +10,25 @@ from typing import Any
 from nixdeck.clicmds.common import (
     EXIT_FAILED,
     EXIT_OK,
+    count,
+    days,
+    exit_code_for,
     fmt_duration,
     make_engine,
     open_store,
     print_json,
     run_tasks_live,
+    seconds,
+    task_id,
 )
 from nixdeck.core.tasks.context import tail_lines
 from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.model import TaskState
 from nixdeck.core.tasks.procs import is_alive
 from nixdeck.core.tasks.store import TaskStore
+from nixdeck.core.termtext import neutralise, neutralise_bytes
+
+MAX_HELD = 1 << 20  # bytes of an unfinished line held back by `tasks log` (escapes are not cut)
 
 
 def register(sub: Any) -> None:
@@ -32,39 +40,42 @@ def register(sub: Any) -> None:
     ls.add_argument("--kind", action="append")
     ls.add_argument("--device")
     ls.add_argument("--text")
-    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--limit", type=count(1, 10**7), default=50)
     ls.add_argument("--all", action="store_true", help="include children and silent tasks")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)
 
     sh = tsub.add_parser("show", help="everything the details view shows")
-    sh.add_argument("id", type=int)
+    sh.add_argument("id", type=task_id)
     sh.add_argument("--json", action="store_true")
-    sh.add_argument("--lines", type=int, default=20, help="output lines per stream (default 20)")
+    sh.add_argument("--lines", type=count(0, 10**6), default=20, help="output lines per stream (default 20)")
     sh.set_defaults(func=cmd_show)
 
     lg = tsub.add_parser("log", help="a task's full output (stdout and stderr of its processes), optionally followed")
-    lg.add_argument("id", type=int)
+    lg.add_argument("id", type=task_id)
     lg.add_argument("--stream", choices=["stdout", "stderr", "both"], default="both")
-    lg.add_argument("--follow", "-f", action="store_true", help="keep printing until the task ends")
+    lg.add_argument("--follow", "-f", action="store_true",
+                    help="keep printing until the task ends; the exit code then says whether it completed")
+    lg.add_argument("--raw", action="store_true",
+                    help="the bytes as recorded (terminal control sequences are otherwise shown as text)")
     lg.set_defaults(func=cmd_log)
 
     ca = tsub.add_parser("cancel", help="cancel a task and its children")
-    ca.add_argument("id", type=int)
-    ca.add_argument("--wait", type=float, default=60.0, metavar="S",
+    ca.add_argument("id", type=task_id)
+    ca.add_argument("--wait", type=seconds, default=60.0, metavar="S",
                     help="seconds to wait for the task to end (default 60)")
     ca.set_defaults(func=cmd_cancel)
 
     rr = tsub.add_parser("rerun", help="a new task from a task's submission, linked to it")
-    rr.add_argument("id", type=int)
+    rr.add_argument("id", type=task_id)
     rr.add_argument("--force", action="store_true", help="user errors become warnings")
     rr.add_argument("--failed-only", action="store_true", help="only the failed children of a parent")
     rr.add_argument("--json", action="store_true")
     rr.set_defaults(func=cmd_rerun)
 
     pr = tsub.add_parser("prune", help="delete old finished tasks and their logs")
-    pr.add_argument("--older-than-days", type=float)
-    pr.add_argument("--keep", type=int, help="keep this many newest top-level tasks")
+    pr.add_argument("--older-than-days", type=days)
+    pr.add_argument("--keep", type=count(0, 2**62), help="keep this many newest top-level tasks")
     pr.set_defaults(func=cmd_prune)
 
 
@@ -78,9 +89,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         print_json([t.summary_json() for t in tasks])
         return EXIT_OK
     for t in tasks:
-        dev = ",".join(t.devices) or "-"
+        dev = neutralise(",".join(t.devices) or "-")
         print(f"{t.id:>6}  {t.state.label:<24} {t.kind:<16} {dev:<16} {t.author:<10} "
-              f"{t.created:%Y-%m-%d %H:%M:%S}  {fmt_duration(t.duration):>8}  {t.title}")
+              f"{t.created:%Y-%m-%d %H:%M:%S}  {fmt_duration(t.duration):>8}  {neutralise(t.title)}")
     return EXIT_OK
 
 
@@ -115,7 +126,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         print_json(d)
         return EXIT_OK
     t = d["task"]
-    w = sys.stdout.write
+
+    def w(text: str) -> None:  # what devices and commands printed must not drive the terminal
+        sys.stdout.write(neutralise(text))
     w(f"Task {t['id']}: {t['title']}\n")
     for k in ("kind", "state", "author", "devices", "parent_id", "origin_id", "forced", "created", "started",
               "ended", "duration", "timeout", "attempt", "error"):
@@ -161,14 +174,31 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    """Print every process's output of a task in order; with --follow, also what is appended later."""
+    """Print every process's output of a task in order; with --follow, also what is appended later.
+
+    Control sequences (OSC 52 clipboard writes, title changes…) are shown as text unless --raw;
+    with --follow the exit code is the task's: non-zero unless it completed."""
     import time
 
     store = open_store(args)
     store.get(args.id)  # unknown id: a clear error
     streams = ["stdout", "stderr"] if args.stream == "both" else [args.stream]
     offsets: dict[str, int] = {}
+    partial: dict[str, bytes] = {}
     out = sys.stdout.buffer
+
+    def emit(key: str, data: bytes, *, final: bool = False) -> None:
+        if args.raw:
+            out.write(data)
+            return
+        data = partial.pop(key, b"") + data
+        cut = len(data) if final else data.rfind(b"\n") + 1
+        if not final and cut == 0 and len(data) > MAX_HELD:
+            cut = len(data)  # a huge line without newline: shown in pieces
+        if cut:
+            out.write(neutralise_bytes(data[:cut]))
+        if data[cut:]:
+            partial[key] = data[cut:]
 
     def pump() -> None:
         for p in store.processes(args.id):
@@ -182,9 +212,10 @@ def cmd_log(args: argparse.Namespace) -> int:
                         f.seek(offsets.get(key, 0))
                         while chunk := f.read(1 << 20):
                             if key not in offsets and args.stream == "both":
-                                out.write(f"==> process {p.id} {stream}: {shlex.join(p.argv)[:120]}\n".encode())
+                                head = neutralise(shlex.join(p.argv)[:120])
+                                out.write(f"==> process {p.id} {stream}: {head}\n".encode())
                             offsets[key] = offsets.get(key, 0) + len(chunk)
-                            out.write(chunk)
+                            emit(key, chunk)
                 except FileNotFoundError:
                     continue
         out.flush()
@@ -200,6 +231,11 @@ def cmd_log(args: argparse.Namespace) -> int:
         time.sleep(0.25)
         pump()
     pump()
+    for key in list(partial):
+        emit(key, b"", final=True)
+    out.flush()
+    if args.follow:
+        return exit_code_for(store.get(args.id))
     return EXIT_OK
 
 

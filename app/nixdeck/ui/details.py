@@ -25,6 +25,7 @@ from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.errors import TaskNotFound
 from nixdeck.core.tasks.model import TaskRecord
 from nixdeck.core.tasks.store import TaskStore
+from nixdeck.core.termtext import neutralise
 from nixdeck.ui.bridge import EngineBridge
 from nixdeck.ui.details_panes import (
     DerivationsPane,
@@ -161,7 +162,7 @@ class TaskDetailsWindow(QWidget):
     def _refresh_task(self) -> None:
         t = self.task
         self.state_icon.setPixmap(state_icon(t.state).pixmap(20, 20))
-        self.title.setText(f"#{t.id} {one_line(t.title)}")
+        self.title.setText(f"#{t.id} {neutralise(one_line(t.title))}")
         self.title.setToolTip(t.title)
         self.state_text.setText(state_label(t.state))
         self.setWindowTitle(f"Task #{t.id} — {one_line(t.title)} ({state_label(t.state)})")

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from nixdeck.core.tasks.model import JobRecord, ProcessRecord, TaskRecord
+from nixdeck.core.termtext import neutralise
 from nixdeck.ui.formatting import fmt_duration, fmt_size, fmt_time, one_line
 from nixdeck.ui.icons import state_icon, state_label
 from nixdeck.ui.logview import LogView
@@ -144,7 +145,7 @@ class OverviewPane(QScrollArea):
 
     def _set(self, name: str, text: str) -> None:
         lab = self.labels[name]
-        lab.setText(text)
+        lab.setText(neutralise(text))
         visible = bool(text)
         lab.setVisible(visible)
         self.form.setRowVisible(lab, visible)

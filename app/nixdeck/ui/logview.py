@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from nixdeck.core.termtext import neutralise
 from nixdeck.ui.formatting import fmt_size
 from nixdeck.ui.logcanvas import LogCanvas
 from nixdeck.ui.logindex import LineIndex
@@ -146,7 +147,7 @@ class LogModel(QAbstractListModel):
 
     def line_text(self, row: int) -> str:
         raw = self._index.line(row).decode("utf-8", "replace")
-        text = _ANSI.sub("", raw).replace("\r", "").expandtabs(8)
+        text = neutralise(_ANSI.sub("", raw).replace("\r", "")).expandtabs(8)  # OSC 52/0 shown, not kept
         return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + " …"
 
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:

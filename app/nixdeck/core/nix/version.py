@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -93,28 +95,63 @@ def _interpret(nix: str, rc: int, out: str, err: str) -> NixVersion:
     return check_version(parse_version(out))
 
 
-def detect_nix(env: Mapping[str, str] | None = None, nix: str | None = None) -> tuple[str, NixVersion]:
-    """Find nix and read its version (blocking, 30 s limit). Raises NixMissing / NixTooOld."""
+VERSION_TIMEOUT = 30.0
+
+
+def _hung(nix: str, timeout: float) -> NixMissing:
+    return NixMissing(
+        f"`{nix} --version` did not answer within {timeout:g} s and was killed: Nix seems to hang (a stuck "
+        "nix-daemon socket, a wrapper waiting for input, a network file system?); check that "
+        f"`{nix} --version` works in a terminal"
+    )
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def detect_nix(
+    env: Mapping[str, str] | None = None, nix: str | None = None, *, timeout: float = VERSION_TIMEOUT
+) -> tuple[str, NixVersion]:
+    """Find nix and read its version (blocking; a hang is killed after `timeout`). Raises NixMissing /
+    NixTooOld."""
     path = find_nix(env, nix)
     try:
-        proc = subprocess.run(
-            [path, "--version"], capture_output=True, text=True, timeout=30,
-            env=dict(env) if env is not None else None, check=False,
+        proc = subprocess.Popen(
+            [path, "--version"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, env=dict(env) if env is not None else None, start_new_session=True,
         )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise NixMissing(f"cannot run `{path} --version`: {e}; {INSTALL_HINT}") from e
-    return path, _interpret(path, proc.returncode, proc.stdout, proc.stderr)
+    except OSError as e:
+        raise NixMissing(f"cannot run `{path} --version`: {e.strerror or e}; {INSTALL_HINT}") from e
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)  # the whole group: a wrapper's child must not keep the pipes open
+        proc.communicate()
+        raise _hung(path, timeout) from None
+    return path, _interpret(path, proc.returncode, out, err)
 
 
-async def detect_nix_async(env: Mapping[str, str] | None = None, nix: str | None = None) -> tuple[str, NixVersion]:
-    """`detect_nix` for use on the event loop."""
+async def detect_nix_async(
+    env: Mapping[str, str] | None = None, nix: str | None = None, *, timeout: float = VERSION_TIMEOUT
+) -> tuple[str, NixVersion]:
+    """`detect_nix` for use on the event loop; a hang is killed, never abandoned."""
     path = find_nix(env, nix)
     try:
         proc = await asyncio.create_subprocess_exec(
-            path, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=dict(env) if env is not None else None,
+            path, "--version", stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=dict(env) if env is not None else None, start_new_session=True,
         )
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
-    except (OSError, TimeoutError) as e:
-        raise NixMissing(f"cannot run `{path} --version`: {e}; {INSTALL_HINT}") from e
+    except OSError as e:
+        raise NixMissing(f"cannot run `{path} --version`: {e.strerror or e}; {INSTALL_HINT}") from e
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except BaseException as e:  # a timeout, or the task was cancelled: the process must not outlive us
+        _kill_group(proc.pid)
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(proc.wait())
+        if isinstance(e, TimeoutError):
+            raise _hung(path, timeout) from None
+        raise
     return path, _interpret(path, proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))

@@ -6,6 +6,7 @@ import shlex
 
 from pydantic import Field, SecretStr, field_validator
 
+from nixdeck.core.project.validate import NIX_ATTR_RE
 from nixdeck.core.tasks.context import TaskContext
 from nixdeck.core.tasks.model import TaskKind
 from nixdeck.core.tasks.operation import Operation
@@ -20,6 +21,16 @@ class RunCommandSubmission(Submission):
     device: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     secret_env: dict[str, SecretStr] = Field(default_factory=dict)
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, v: str | None) -> str | None:
+        # the device's lock file is named after it: the same rule as device names, checked up front
+        if v is not None and not (len(v) <= 63 and NIX_ATTR_RE.fullmatch(v)):
+            shown = repr(v if len(v) <= 40 else v[:40] + "…")
+            raise ValueError(f"{shown} is not a device name (a letter or _, then letters, digits, _, ' or -; "
+                             "at most 63 characters)")
+        return v
 
     @field_validator("argv")
     @classmethod

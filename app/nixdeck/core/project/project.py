@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from nixdeck.core.jsondepth import JsonTooDeep, check_depth
+
 from . import gitrepo, inventory, validate
-from .errors import InvalidValue, ProjectError, UnknownDevice
+from .errors import InvalidValue, InventoryFileError, ProjectError, UnknownDevice
 from .files import atomic_write
 from .flake import Discovery, FlakeDevice, discover
 from .inventory import INVENTORY_FILE, DeviceEntry, EffectiveSettings, Inventory
@@ -355,6 +357,10 @@ class Project:
         return self.import_json_text(text, source=src)
 
     def import_json_text(self, text: str, *, source: Path | None = None) -> Change:
+        try:
+            check_depth(text)  # json.loads would recurse into a deeply nested document
+        except JsonTooDeep as exc:
+            raise InventoryFileError(str(exc), line=exc.line, path=source) from None
         imported = inventory.from_json(text, source)
 
         def fn(inv: Inventory) -> tuple[Inventory, Change]:

@@ -31,6 +31,16 @@ from nixdeck.core.ssh.errors import (
 )
 
 KNOWN_HOSTS_RELPATH = Path("ssh") / "known_hosts"
+_LINE = re.compile(r"[^\n]*\n|[^\n]+\Z")
+
+
+class KnownHostsUnreadable(SshError):
+    """NixDeck's known_hosts cannot be read as text: named with its line, and never rewritten."""
+
+
+def _split(text: str) -> list[str]:
+    """Lines with their endings, split on "\\n" only (as OpenSSH counts them)."""
+    return _LINE.findall(text)
 
 
 def known_hosts_path(data_dir: Path) -> Path:
@@ -131,20 +141,38 @@ class KnownHosts:
         return cls(known_hosts_path(data_dir))
 
     def ensure_exists(self) -> Path:
-        """Create the (empty) file so ssh and asyncssh can be pointed at it."""
+        """Create the (empty) file so ssh and asyncssh can be pointed at it; an existing file must be
+        text (asyncssh would fail on it with an internal error)."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.path.exists():
             self._write_lines([])
+        else:
+            self._read()
         return self.path
+
+    def _read(self) -> str:
+        """The file's text ("" when missing); bytes that are not UTF-8 are an error naming the line,
+        never replaced (a rewrite would then lose them)."""
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return ""
+        except OSError as e:
+            raise KnownHostsUnreadable(f"cannot read NixDeck's known_hosts {self.path}: {e.strerror or e}") from None
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = raw.count(b"\n", 0, e.start) + 1
+            raise KnownHostsUnreadable(
+                f"NixDeck's known_hosts {self.path} line {line} is not text (byte {raw[e.start]:#04x}): fix or "
+                "delete that line (nothing was changed; trusted keys are one `host algorithm key` per line)"
+            ) from None
 
     def entries(self) -> list[KnownHostEntry]:
         """All parsable entries; broken lines are skipped (OpenSSH does the same)."""
-        try:
-            text = self.path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return []
+        text = self._read()
         result: list[KnownHostEntry] = []
-        for number, raw in enumerate(text.splitlines(), start=1):
+        for number, raw in enumerate(_split(text), start=1):
             fields = raw.split()
             if not fields or fields[0].startswith("#"):
                 continue
@@ -219,7 +247,9 @@ class KnownHosts:
         if replace:
             drop = {e.line for e in self.entries() if e.matches(host, port) and e.marker != "@cert-authority"}
             lines = [text for number, text in enumerate(lines, start=1) if number not in drop]
-        lines.append(f"{host_label(host, port)} {key_line(key)}")
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        lines.append(f"{host_label(host, port)} {key_line(key)}\n")
         self._write_lines(lines)
 
     def forget(self, host: str, port: int = 22) -> int:
@@ -231,17 +261,15 @@ class KnownHosts:
         return len(drop)
 
     def _lines(self) -> list[str]:
-        try:
-            return self.path.read_text(encoding="utf-8", errors="replace").splitlines()
-        except FileNotFoundError:
-            return []
+        """The lines with their own endings: every line NixDeck does not change is kept byte for byte."""
+        return _split(self._read())
 
     def _write_lines(self, lines: list[str]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(prefix=".known_hosts.", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write("".join(f"{line}\n" for line in lines))
+                out.write("".join(lines))
                 out.flush()
                 os.fsync(out.fileno())
             os.chmod(tmp, 0o644)

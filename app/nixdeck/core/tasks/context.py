@@ -13,7 +13,7 @@ from nixdeck.core.tasks.errors import TaskFailed, UserError
 from nixdeck.core.tasks.events import MessagesAdded, OutputAppended, StepChanged
 from nixdeck.core.tasks.model import MessageRecord, ProcessRecord, StepRecord, TaskRecord, TaskState, utcnow
 from nixdeck.core.tasks.runner import ExecutableNotFound, LineSink, OutputLost, ProcessOutcome, ProcessRunner
-from nixdeck.core.tasks.submission import Submission, redact_env, scrub
+from nixdeck.core.tasks.submission import Submission, redact_env, scrub, scrub_data
 
 if TYPE_CHECKING:
     from nixdeck.core.tasks.engine import TaskEngine
@@ -121,9 +121,15 @@ class TaskContext:
         """Parsed (e.g. Nix) messages, stored and shown in their panes."""
         if not messages:
             return
-        msgs = [m.model_copy(update={"task_id": self.task.id}) for m in messages]
+        msgs = [m.model_copy(update={"task_id": self.task.id} | self._scrubbed_message(m)) for m in messages]
         self.engine.store.add_messages(self.task.id, msgs)
         self.engine.bus.emit(MessagesAdded(self.task.id, msgs))
+
+    def _scrubbed_message(self, m: MessageRecord) -> dict[str, Any]:
+        if not self.secrets:
+            return {}
+        return {"message": scrub(m.message, self.secrets), "file": scrub_data(m.file, self.secrets),
+                "trace": scrub_data(m.trace, self.secrets)}
 
     def set_result(self, **values: Any) -> None:
         self.engine._set_result(self.task.id, values)
@@ -154,8 +160,11 @@ class TaskContext:
         return self._steps[key]
 
     def _save_step(self, step: StepRecord) -> None:
-        self.engine.store.save_step(self.task.id, step)
-        self.engine.bus.emit(StepChanged(self.task.id, step.model_copy()))
+        shown = step.model_copy()
+        if self.secrets:  # a step's detail often quotes what failed: argv, a path, a host
+            shown.name, shown.detail = scrub(step.name, self.secrets), scrub(step.detail, self.secrets)
+        self.engine.store.save_step(self.task.id, shown)
+        self.engine.bus.emit(StepChanged(self.task.id, shown))
 
     def skip_remaining(self, job: str, reason: str = "skipped") -> None:
         for (j, _), s in self._steps.items():
@@ -223,7 +232,8 @@ class TaskContext:
         rec = store.insert_process(
             ProcessRecord(
                 task_id=self.task.id, job=job, step=step, attempt=self.attempt, argv=[scrub(a, secrets) for a in argv],
-                cwd=str(cwd) if cwd is not None else None, env=redact_env(env_add, secret_env, secrets), started=utcnow(),
+                cwd=scrub(str(cwd), secrets) if cwd is not None else None, env=redact_env(env_add, secret_env, secrets),
+                started=utcnow(),
             )
         )
         logdir = store.log_dir(self.task.id)

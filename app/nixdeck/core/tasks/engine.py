@@ -13,6 +13,7 @@ import fcntl
 import logging
 import os
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from nixdeck.core.tasks.submission import (
     has_redactions,
     redact,
     scrub,
+    scrub_data,
     secret_values,
 )
 
@@ -130,6 +132,7 @@ class TaskEngine:
         self._drivers: dict[int, asyncio.Task[None]] = {}
         self._live: dict[int, TaskRecord] = {}
         self._originals: dict[int, Submission] = {}
+        self._secrets: dict[int, list[str]] = {}  # every known secret of a task: scrubbed from all it records
         self._cancel_requested: set[int] = set()
         self._cancel_reasons: dict[int, str] = {}
         self._started: set[int] = set()
@@ -154,7 +157,7 @@ class TaskEngine:
 
     def _changed(self, task_id: int, **fields: Any) -> TaskRecord:
         """Write fields to the store and the live copy, and tell subscribers."""
-        if fields.get("error") or fields.get("warnings"):
+        if self._secrets.get(task_id):
             fields = self._scrubbed(task_id, fields)
         self.store.update_task(task_id, **fields)
         t = self._live.get(task_id)
@@ -165,17 +168,10 @@ class TaskEngine:
         return t
 
     def _scrubbed(self, task_id: int, fields: dict[str, Any]) -> dict[str, Any]:
-        """Error reasons and warnings may quote a secret of the submission: it never reaches the store."""
-        sub = self._originals.get(task_id)
-        secrets = secret_values(sub) if sub is not None else []
-        if not secrets:
-            return fields
-        out = dict(fields)
-        if out.get("error"):
-            out["error"] = scrub(out["error"], secrets)
-        if out.get("warnings"):
-            out["warnings"] = [scrub(w, secrets) for w in out["warnings"]]
-        return out
+        """Error reasons, warnings, phases and results may quote a secret: it never reaches the store."""
+        secrets = self._secrets.get(task_id, [])
+        texts = ("title", "error", "warnings", "phase", "result")
+        return {k: scrub_data(v, secrets) if k in texts else v for k, v in fields.items()}
 
     def live(self, task_id: int) -> TaskRecord:
         """The freshest record of a task (in memory while this engine runs it)."""
@@ -225,13 +221,14 @@ class TaskEngine:
             raise NixDeckError(f"a timeout must be a positive number of seconds, not {timeout:g}")
         if retries < 0:
             raise NixDeckError(f"retries must be 0 or more, not {retries}")
+        secrets = [*secret_values(submission), *self._secrets.get(parent_id or 0, [])]
         author = author or self.author
         if author not in SPECIAL_AUTHORS and author != current_author() and author != self.author:
             raise NixDeckError(f"author must be the OS user or one of {', '.join(SPECIAL_AUTHORS)}")
         pid, ticks = self._identity
         task = TaskRecord(
             kind=kind,
-            title=title or op.title(submission),
+            title=scrub(title or op.title(submission), secrets),
             state=TaskState.PENDING,
             author=author,
             project=project,
@@ -241,7 +238,7 @@ class TaskEngine:
             forced=forced,
             silent=silent,
             timeout=timeout if timeout is not None else op.default_timeout,
-            submission=redact(submission),
+            submission=scrub_data(redact(submission), secrets),
             max_attempts=max(1, retries + 1),
             owner_pid=pid,
             owner_start=ticks,
@@ -249,6 +246,7 @@ class TaskEngine:
         task = self.store.insert_task(task)
         self._live[task.id] = task
         self._originals[task.id] = submission
+        self._secrets[task.id] = secrets
         self.bus.emit(TaskCreated(task))
         self._drivers[task.id] = asyncio.get_running_loop().create_task(self._drive(task.id, op))
         self._ensure_poller()
@@ -269,11 +267,14 @@ class TaskEngine:
     ) -> int:
         """An immediate record-only task (e.g. "device added"): stored finished, optionally silent."""
         sub = details if isinstance(details, Submission) else RecordSubmission(**(details or {}))
+        secrets = secret_values(sub)
+        title = scrub(title, secrets)
         now = utcnow()
         task = self.store.insert_task(
             TaskRecord(
                 kind=kind, title=title, state=state, author=author or self.author, created=now, started=now,
-                ended=now, devices=list(devices), silent=silent, submission=redact(sub), result=result or {},
+                ended=now, devices=list(devices), silent=silent, submission=scrub_data(redact(sub), secrets),
+                result=scrub_data(result or {}, secrets),
                 project=project, timeout=None,
             )
         )
@@ -303,7 +304,7 @@ class TaskEngine:
             while True:
                 t = self._changed(task_id, state=TaskState.RUNNING, started=self._live[task_id].started or utcnow(),
                                   attempt=attempt, error=None)
-                ctx = TaskContext(self, t, self._originals[task_id], secret_values(self._originals[task_id]))
+                ctx = TaskContext(self, t, self._originals[task_id], self._secrets[task_id])
                 final, error = await self._attempt(op, ctx, t.timeout)
                 if final not in FAILED_STATES or final == TaskState.TIMED_OUT or attempt >= t.max_attempts:
                     break
@@ -319,7 +320,7 @@ class TaskEngine:
             final = TaskState.CANCELED if task_id in self._cancel_requested else TaskState.INTERRUPTED
             error = self._cancel_reason(task_id) if final == TaskState.CANCELED else "NixDeck was closing while the task waited"
         except Exception as e:  # noqa: BLE001 - a scheduling error ends the task, never the app
-            log.exception("task %s failed in the engine", task_id)
+            self._log_bug(task_id, "failed in the engine")
             final, error = TaskState.FAILED, f"internal error: {e}"
         finally:
             if slot:
@@ -355,6 +356,7 @@ class TaskEngine:
             self._live.pop(task_id, None)
             self._cancel_requested.discard(task_id)
             self._cancel_reasons.pop(task_id, None)
+            self._secrets.pop(task_id, None)
             self._started.discard(task_id)
             self._last_progress_write.pop(task_id, None)
 
@@ -381,9 +383,13 @@ class TaskEngine:
         except NixDeckError as e:
             return TaskState.FAILED, str(e)
         except Exception as e:  # noqa: BLE001 - an operation's bug ends its task, not the app
-            log.exception("task %s: operation %s raised", task_id, op.kind)
+            self._log_bug(task_id, f"operation {op.kind} raised")
             return TaskState.FAILED, f"internal error in {op.kind}: {type(e).__name__}: {e}"
         return (TaskState.COMPLETED_WITH_WARNINGS if self._live[task_id].warnings else TaskState.COMPLETED), None
+
+    def _log_bug(self, task_id: int, what: str) -> None:
+        """The traceback of a bug, logged with the task's secrets scrubbed (it reaches the screen)."""
+        log.error("task %s %s\n%s", task_id, what, scrub(traceback.format_exc().rstrip(), self._secrets.get(task_id, [])))
 
     # -- effects used by TaskContext ------------------------------------------------------------
     def _add_warning(self, task_id: int, message: str) -> None:
@@ -398,6 +404,7 @@ class TaskEngine:
         t = self._live.get(task_id)
         if t is None:
             return
+        phase = scrub(phase, self._secrets.get(task_id, [])) if phase else phase
         t = t.model_copy(update={"progress": fraction, "phase": phase or t.phase})
         self._live[task_id] = t
         now = time.monotonic()

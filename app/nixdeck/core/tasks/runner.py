@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -46,9 +47,17 @@ class ExecutableNotFound(Exception):
 class OutputLost(Exception):
     """The process's output could not be recorded (e.g. disk full): it was stopped, not left blocked."""
 
-    def __init__(self, program: str, error: BaseException) -> None:
-        why = error.strerror if isinstance(error, OSError) and error.strerror else str(error) or type(error).__name__
-        super().__init__(f"the output of {Path(program).name} could not be recorded ({why}); it was stopped")
+    def __init__(self, program: str, error: BaseException, path: Path | None = None) -> None:
+        prog = Path(program).name
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = path or error.filename or "the output"
+            text = f"disk full writing {where}: {prog} was stopped; free some space on that disk and run it again"
+        elif str(error).startswith("disk full writing "):
+            text = f"{error}; {prog} was stopped"  # the store could not record what the output held
+        else:
+            why = error.strerror if isinstance(error, OSError) and error.strerror else str(error) or type(error).__name__
+            text = f"the output of {prog} could not be recorded ({why}); it was stopped"
+        super().__init__(text)
         self.error = error
 
 
@@ -123,6 +132,7 @@ class ProcessRunner:
         self._proc: asyncio.subprocess.Process | None = None
         self._killed = False
         self._output_error: BaseException | None = None
+        self._output_path: Path | None = None
         self._stopping: asyncio.Task[None] | None = None
 
     def _resolve(self) -> str:
@@ -161,27 +171,28 @@ class ProcessRunner:
         self.pid = self._proc.pid
         self.start_ticks = start_ticks(self.pid)
 
-    def _lost_output(self, error: BaseException) -> None:
+    def _lost_output(self, error: BaseException, path: Path) -> None:
         """Writing or handling output failed: stop the process (a pump that stopped reading would
         leave it blocked on a full pipe until the task's timeout) and fail with the reason."""
         if self._output_error is None:
             self._output_error = error
+            self._output_path = path
             self._stopping = asyncio.ensure_future(self.terminate())
 
     async def _pump(self, reader: asyncio.StreamReader, path: Path, sink: LineSink | None) -> int:
         try:
             f = open(path, "ab", buffering=0)  # noqa: SIM115 - closed below
         except OSError as e:
-            self._lost_output(e)
+            self._lost_output(e, path)
             while await reader.read(CHUNK):
                 pass
             return 0
         try:
-            return await self._pump_into(reader, f, sink)
+            return await self._pump_into(reader, f, sink, path)
         finally:
             f.close()
 
-    async def _pump_into(self, reader: asyncio.StreamReader, f: IO[bytes], sink: LineSink | None) -> int:
+    async def _pump_into(self, reader: asyncio.StreamReader, f: IO[bytes], sink: LineSink | None, path: Path) -> int:
         size = 0
         partial = b""
         while True:
@@ -207,7 +218,7 @@ class ProcessRunner:
                 if sink is not None:
                     sink(out)
             except Exception as e:  # noqa: BLE001 - disk full, a sink's failure: reported by wait()
-                self._lost_output(e)
+                self._lost_output(e, path)
         if partial and self._output_error is None:
             try:
                 out = self._redact(partial) + b"\n"
@@ -216,7 +227,7 @@ class ProcessRunner:
                 if sink is not None:
                     sink(out)
             except Exception as e:  # noqa: BLE001
-                self._lost_output(e)
+                self._lost_output(e, path)
         return size
 
     async def wait(self) -> ProcessOutcome:
@@ -252,7 +263,7 @@ class ProcessRunner:
             await _to_the_end(self._stopping)
         self.terminate_leftovers()
         if self._output_error is not None:
-            raise OutputLost(self.argv[0], self._output_error)
+            raise OutputLost(self.argv[0], self._output_error, self._output_path)
         sig = -rc if rc < 0 else None
         return ProcessOutcome(
             exit_code=rc if rc >= 0 else None,

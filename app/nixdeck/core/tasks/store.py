@@ -6,14 +6,13 @@ append-only files under `logs/<task id>/`, so a 1 GB build log costs disk, not m
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
+import functools
 import json
-import os
-import shutil
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from nixdeck.core.paths import ensure_data_dir
 from nixdeck.core.tasks.errors import StoreError, TaskNotFound
 from nixdeck.core.tasks.model import (
     ACTIVE_STATES,
-    TERMINAL_STATES,
     JobRecord,
     MessageRecord,
     ProcessRecord,
@@ -30,8 +28,15 @@ from nixdeck.core.tasks.model import (
     TaskState,
     utcnow,
 )
-from nixdeck.core.tasks.procs import is_alive, own_identity, terminate_groups_blocking
-from nixdeck.core.tasks.schema import MIGRATIONS, SCHEMA_VERSION
+from nixdeck.core.tasks.storefaults import (
+    RESERVE_NAME,
+    DiskReserve,
+    boundary,
+    decoded,
+    is_disk_full,
+    store_error,
+)
+from nixdeck.core.tasks.storeopen import migrate, open_connection
 
 DB_NAME = "history.sqlite3"
 _JSON_FIELDS = ("devices", "warnings", "result", "submission")
@@ -50,6 +55,13 @@ def _dt(s: str | None) -> datetime | None:
     return datetime.fromisoformat(s) if s else None
 
 
+def _step_of(r: sqlite3.Row) -> StepRecord:
+    return StepRecord(
+        job=r["job"], index=r["idx"], name=r["name"], state=TaskState(r["state"]),
+        started=_dt(r["started"]), ended=_dt(r["ended"]), detail=r["detail"],
+    )  # fmt: skip
+
+
 class TaskStore:
     """Persistent task history. One instance per process; safe beside other NixDeck processes (WAL)."""
 
@@ -57,63 +69,30 @@ class TaskStore:
         self.data_dir = ensure_data_dir(data_dir)
         self.path = self.data_dir / DB_NAME
         self.logs_dir = self.data_dir / "logs"
-        self._conn = self._connect()
-        self._migrate()
-        self.recovered: list[int] = self.recover() if recover else []
-
-    # -- connection and schema ------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
+        self.reserve = DiskReserve(self.data_dir / RESERVE_NAME)
         try:
-            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout = 10000")
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            # refuse a newer file before switching it to WAL, which would rewrite its header
-            self._refuse_newer(int(conn.execute("PRAGMA user_version").fetchone()[0]), conn)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.DatabaseError as e:
-            raise StoreError(
-                f"the task history {self.path} cannot be opened ({e}); it was left untouched — "
-                "move it away to start a fresh history, or restore it from a backup"
-            ) from e
-        return conn
-
-    def _refuse_newer(self, version: int, conn: sqlite3.Connection) -> None:
-        if version > SCHEMA_VERSION:
-            conn.close()
-            raise StoreError(
-                f"the task history {self.path} was written by a newer NixDeck (schema {version}, "
-                f"this one knows {SCHEMA_VERSION}); it was left untouched"
-            )
-
-    def _migrate(self) -> None:
-        version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-        self._refuse_newer(version, self._conn)
-        if version >= SCHEMA_VERSION:
-            return
-        # Several NixDecks may open a fresh data dir at once (e.g. parallel CLI calls): one migrates,
-        # the others wait and then find the schema current. (executescript commits whatever
-        # transaction is open, so a BEGIN IMMEDIATE around it would not serialise them.)
-        lock = os.open(self.data_dir / f"{DB_NAME}.migrate-lock", os.O_RDWR | os.O_CREAT, 0o644)
+            self._conn = open_connection(self.path)
+        except StoreError as e:
+            # a full disk cannot even create the WAL index: give back the reserve and try once more
+            if not (is_disk_full(e.__cause__ or e, self.data_dir) and self.reserve.release()):
+                raise
+            self._conn = open_connection(self.path)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-            self._refuse_newer(version, self._conn)
-            for v in range(version, SCHEMA_VERSION):
-                try:
-                    self._conn.executescript(
-                        "BEGIN IMMEDIATE;" + MIGRATIONS[v] + f";PRAGMA user_version = {v + 1};COMMIT;"
-                    )
-                except sqlite3.DatabaseError as e:
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                    raise StoreError(f"cannot migrate the task history {self.path} to schema {v + 1}: {e}") from e
-        finally:
-            os.close(lock)  # closing the descriptor releases the lock
+            migrate(self._conn, self.path)
+        except (sqlite3.DatabaseError, OSError) as e:
+            self._conn.close()
+            raise store_error(self.path, e) from None
+        except BaseException:
+            self._conn.close()
+            raise
+        self.reserve.ensure()
+        try:
+            self.recovered: list[int] = self.recover() if recover else []
+        except BaseException:
+            self._conn.close()
+            raise
 
+    # -- connection ---------------------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE … COMMIT, rolled back on error."""
@@ -125,7 +104,10 @@ class TaskStore:
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may have rolled back by itself (a full disk): a second ROLLBACK would hide why
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
         else:
             conn.execute("COMMIT")
@@ -146,6 +128,7 @@ class TaskStore:
             out.append(v)
         return out
 
+    @boundary
     def insert_task(self, task: TaskRecord) -> TaskRecord:
         """Store a new task and return it with its id."""
         with self.transaction() as c:
@@ -160,6 +143,7 @@ class TaskStore:
             )
         return task.model_copy(update={"id": task_id})
 
+    @boundary
     def update_task(self, task_id: int, **fields: Any) -> None:
         """Change some columns of a task (values as the model holds them)."""
         if not fields:
@@ -182,19 +166,26 @@ class TaskStore:
             c.execute(f"UPDATE tasks SET {', '.join(cols)} WHERE id = ?", (*vals, task_id))
 
     def _row_to_task(self, r: sqlite3.Row) -> TaskRecord:
-        d = dict(r)
-        for k in _JSON_FIELDS:
-            d[k] = json.loads(d[k])
-        for k in ("forced", "silent", "cancel_requested"):
-            d[k] = bool(d[k])
-        return TaskRecord.model_validate(d)
+        def decode() -> TaskRecord:
+            d = dict(r)
+            for k in _JSON_FIELDS:
+                d[k] = json.loads(d[k])
+            for k in ("forced", "silent", "cancel_requested"):
+                d[k] = bool(d[k])
+            return TaskRecord.model_validate(d)
 
+        return decoded("tasks", r["id"], decode)
+
+    @boundary
     def get(self, task_id: int) -> TaskRecord:
+        if not 0 < task_id < 2**63:  # SQLite integers are 64-bit: a bigger id is no task, not an error
+            raise TaskNotFound(task_id)
         r = self._conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
         if r is None:
             raise TaskNotFound(task_id)
         return self._row_to_task(r)
 
+    @boundary
     def list_tasks(
         self,
         *,
@@ -217,6 +208,7 @@ class TaskStore:
             args += [limit, offset]
         return [self._row_to_task(r) for r in self._conn.execute(sql, args)]
 
+    @boundary
     def count_tasks(self, **filters: Any) -> int:
         where, args = self._filters(
             filters.get("states"),
@@ -265,14 +257,17 @@ class TaskStore:
             conds.append("silent = 0")
         return ("WHERE " + " AND ".join(conds)) if conds else "", args
 
+    @boundary
     def children(self, task_id: int) -> list[TaskRecord]:
         return self.list_tasks(parent_id=task_id, newest_first=False)
 
+    @boundary
     def reruns(self, task_id: int) -> list[TaskRecord]:
         """Tasks re-run from this one (their origin_id is its id), oldest first."""
         rows = self._conn.execute("SELECT * FROM tasks WHERE origin_id = ? ORDER BY id", (task_id,))
         return [self._row_to_task(r) for r in rows]
 
+    @boundary
     def child_counts(self, ids: Sequence[int]) -> dict[int, int]:
         """How many children each of these tasks has (for lazy tree views)."""
         if not ids:
@@ -280,10 +275,12 @@ class TaskStore:
         q = f"SELECT parent_id, count(*) FROM tasks WHERE parent_id IN ({', '.join('?' * len(ids))}) GROUP BY parent_id"
         return {int(p): int(n) for p, n in self._conn.execute(q, list(ids))}
 
+    @boundary
     def active_tasks(self) -> list[TaskRecord]:
         return self.list_tasks(states=[s.value for s in ACTIVE_STATES])
 
     # -- steps --------------------------------------------------------------------------------
+    @boundary
     def save_step(self, task_id: int, step: StepRecord) -> None:
         with self.transaction() as c:
             c.execute(
@@ -294,19 +291,18 @@ class TaskStore:
                 (task_id, step.job, step.index, step.name, step.state.value, _ts(step.started), _ts(step.ended), step.detail),
             )
 
+    @boundary
     def jobs(self, task_id: int) -> list[JobRecord]:
         jobs: dict[str, JobRecord] = {}
         for r in self._conn.execute("SELECT * FROM steps WHERE task_id = ? ORDER BY rowid", (task_id,)):
-            step = StepRecord(
-                job=r["job"], index=r["idx"], name=r["name"], state=TaskState(r["state"]),
-                started=_dt(r["started"]), ended=_dt(r["ended"]), detail=r["detail"],
-            )
+            step = decoded("steps", task_id, functools.partial(_step_of, r))
             jobs.setdefault(step.job, JobRecord(name=step.job)).steps.append(step)
         for j in jobs.values():
             j.steps.sort(key=lambda s: s.index)
         return list(jobs.values())
 
     # -- processes ----------------------------------------------------------------------------
+    @boundary
     def insert_process(self, p: ProcessRecord) -> ProcessRecord:
         with self.transaction() as c:
             cur = c.execute(
@@ -315,6 +311,7 @@ class TaskStore:
             )
         return p.model_copy(update={"id": int(cur.lastrowid or 0)})
 
+    @boundary
     def update_process(self, process_id: int, **fields: Any) -> None:
         cols, vals = [], []
         for k, v in fields.items():
@@ -327,16 +324,20 @@ class TaskStore:
         with self.transaction() as c:
             c.execute(f"UPDATE processes SET {', '.join(cols)} WHERE id = ?", (*vals, process_id))
 
+    @boundary
     def processes(self, task_id: int) -> list[ProcessRecord]:
         out = []
         for r in self._conn.execute("SELECT * FROM processes WHERE task_id = ? ORDER BY id", (task_id,)):
             d = dict(r)
-            d["argv"] = json.loads(d["argv"])
-            d["env"] = json.loads(d["env"])
-            out.append(ProcessRecord.model_validate(d))
+
+            def decode(d: dict[str, Any] = d) -> ProcessRecord:
+                return ProcessRecord.model_validate(d | {"argv": json.loads(d["argv"]), "env": json.loads(d["env"])})
+
+            out.append(decoded("processes", d["id"], decode))
         return out
 
     # -- messages -----------------------------------------------------------------------------
+    @boundary
     def add_messages(self, task_id: int, messages: Iterable[MessageRecord]) -> None:
         rows = [
             (task_id, m.level, m.message, m.file, m.line, m.column, json.dumps(m.trace), m.source, _ts(m.created))
@@ -351,6 +352,7 @@ class TaskStore:
                 rows,
             )
 
+    @boundary
     def messages(self, task_id: int, levels: Iterable[str] | None = None) -> list[MessageRecord]:
         sql, args = "SELECT * FROM messages WHERE task_id = ?", list[Any]([task_id])
         if levels:
@@ -359,84 +361,56 @@ class TaskStore:
             args += lv
         out = []
         for r in self._conn.execute(sql + " ORDER BY id", args):
-            out.append(
-                MessageRecord(
+            def decode(r: sqlite3.Row = r) -> MessageRecord:
+                return MessageRecord(
                     task_id=r["task_id"], level=r["level"], message=r["message"], file=r["file"], line=r["line"],
-                    column=r["col"], trace=json.loads(r["trace"]), source=r["source"], created=_dt(r["created"]) or utcnow(),
-                )
-            )
+                    column=r["col"], trace=json.loads(r["trace"]), source=r["source"],
+                    created=_dt(r["created"]) or utcnow(),
+                )  # fmt: skip
+
+            out.append(decoded("messages", r["id"], decode))
         return out
 
     # -- logs ---------------------------------------------------------------------------------
+    @boundary
     def log_dir(self, task_id: int) -> Path:
         d = self.logs_dir / str(task_id)
         d.mkdir(parents=True, exist_ok=True)
         return d
 
     # -- recovery and retention ---------------------------------------------------------------
+    @boundary
     def recover(self, grace: float = 3.0) -> list[int]:
         """Mark tasks whose owner process is gone as interrupted and end their leftover processes
-        (SIGTERM, then SIGKILL after one shared `grace` period).
+        (SIGTERM, then SIGKILL after one shared `grace` period); see `recovery.recover`."""
+        from nixdeck.core.tasks.recovery import recover
 
-        A task owned by a live NixDeck (pid and start time match) is never touched.
-        """
-        me = own_identity()
-        stale: list[TaskRecord] = []
-        for t in self.active_tasks():
-            if (t.owner_pid, t.owner_start) == me:
-                continue
-            if t.owner_pid is not None and is_alive(t.owner_pid, t.owner_start):
-                continue
-            stale.append(t)
-        now = utcnow()
-        leftovers = [p for t in stale for p in self.processes(t.id) if p.ended is None and p.pid is not None]
-        terminate_groups_blocking([(p.pid, p.start_ticks) for p in leftovers if p.pid is not None], grace)
-        for p in leftovers:
-            self.update_process(p.id, ended=now)
-        for t in stale:
-            for j in self.jobs(t.id):
-                for s in j.steps:
-                    if not s.state.terminal:
-                        s.state, s.ended = TaskState.INTERRUPTED, now
-                        self.save_step(t.id, s)
-            who = f"pid {t.owner_pid}" if t.owner_pid else "it"
-            self.update_task(
-                t.id,
-                state=TaskState.INTERRUPTED,
-                ended=now,
-                error=t.error or f"NixDeck ({who}) ended while the task was {t.state.label}; its processes were stopped",
-                owner_pid=None,
-                owner_start=None,
+        return recover(self, grace)
+
+    @boundary
+    def claim_interrupted(self, t: TaskRecord, error: str, now: datetime) -> bool:
+        """Mark `t` interrupted only if it is still in the state and owner it was read with (a
+        compare-and-set: an owner that finished it meanwhile keeps its result)."""
+        with self.transaction() as c:
+            cur = c.execute(
+                "UPDATE tasks SET state = ?, ended = ?, error = ?, owner_pid = NULL, owner_start = NULL "
+                "WHERE id = ? AND state = ? AND owner_pid IS ? AND owner_start IS ?",
+                (TaskState.INTERRUPTED.value, now.isoformat(), error, t.id, t.state.value, t.owner_pid, t.owner_start),
             )
-        return [t.id for t in stale]
+        return cur.rowcount == 1
 
+    @boundary
+    def open_processes_of_interrupted(self) -> list[ProcessRecord]:
+        """Processes not yet marked ended of tasks that recovery ended (also one it did not finish)."""
+        rows = self._conn.execute(
+            "SELECT DISTINCT task_id FROM processes WHERE ended IS NULL AND pid IS NOT NULL "
+            "AND task_id IN (SELECT id FROM tasks WHERE state = ?)", (TaskState.INTERRUPTED.value,)
+        ).fetchall()
+        return [p for (tid,) in rows for p in self.processes(int(tid)) if p.ended is None and p.pid is not None]
+
+    @boundary
     def prune(self, *, older_than_days: float | None = None, keep: int | None = None) -> int:
         """Delete finished top-level tasks (with children and log files) by age and/or count."""
-        term = [s.value for s in TERMINAL_STATES]
-        q = f"SELECT id FROM tasks WHERE parent_id IS NULL AND state IN ({', '.join('?' * len(term))})"
-        ids: set[int] = set()
-        if older_than_days is not None:
-            cutoff = (utcnow() - timedelta(days=older_than_days)).isoformat()
-            ids |= {int(r[0]) for r in self._conn.execute(q + " AND created < ?", (*term, cutoff))}
-        if keep is not None:
-            rows = self._conn.execute(q + " ORDER BY id DESC LIMIT -1 OFFSET ?", (*term, keep))
-            ids |= {int(r[0]) for r in rows}
-        if not ids:
-            return 0
-        all_ids = set(ids)
-        frontier = list(ids)
-        while frontier:
-            chunk = frontier[:500]
-            frontier = frontier[500:]
-            q2 = f"SELECT id FROM tasks WHERE parent_id IN ({', '.join('?' * len(chunk))})"
-            kids = {int(r[0]) for r in self._conn.execute(q2, chunk)} - all_ids
-            all_ids |= kids
-            frontier += list(kids)
-        with self.transaction() as c:
-            ordered = sorted(all_ids)
-            for i in range(0, len(ordered), 500):
-                part = ordered[i : i + 500]
-                c.execute(f"DELETE FROM tasks WHERE id IN ({', '.join('?' * len(part))})", part)
-        for tid in all_ids:
-            shutil.rmtree(self.logs_dir / str(tid), ignore_errors=True)
-        return len(ids)
+        from nixdeck.core.tasks.retention import prune
+
+        return prune(self, older_than_days=older_than_days, keep=keep)

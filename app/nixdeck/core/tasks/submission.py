@@ -7,13 +7,13 @@ replaces its value with REDACTED; the plain value lives only in memory for the t
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr
 
 REDACTED = "***redacted***"
-_SECRET_ENV = re.compile(r"(SECRET|TOKEN|PASSW|PASSPHRASE|CREDENTIAL|PRIVATE|API_?KEY|AUTH)", re.I)
+_SECRET_ENV = re.compile(r"(SECRET|TOKEN|PASSW|PASSPHRASE|CREDENTIAL|PRIVATE|API_?KEY|AUTH(?!OR))", re.I)
 
 
 class Submission(BaseModel):
@@ -81,7 +81,8 @@ def _redact_value(value: Any) -> Any:
 
 
 def secret_values(sub: BaseModel) -> list[str]:
-    """Every secret string in a submission, so output lines can be scrubbed of them."""
+    """Every value `redact` hides, so every other text (titles, argv, cwd, output…) can be scrubbed of
+    them: secret fields, SecretStr values, and values under secret-looking names (`env.API_TOKEN`)."""
     found: list[str] = []
     for name in type(sub).model_fields:
         value = getattr(sub, name)
@@ -89,20 +90,39 @@ def secret_values(sub: BaseModel) -> list[str]:
             found.append(value)
         else:
             found.extend(_secrets_in(value))
-    return [s for s in found if s]
+    for k, v in (sub.model_extra or {}).items():
+        found.extend(_all_strings(v) if _SECRET_ENV.search(k) else _secrets_in(v))
+    # longest first: a secret that contains another one is replaced whole
+    return sorted({s for s in found if s}, key=lambda s: (-len(s), s))
 
 
 def _secrets_in(value: Any) -> list[str]:
-    """SecretStr values anywhere inside a value (nested models, lists, dict values)."""
+    """Hidden values anywhere inside a value (nested models, lists, dict values)."""
     if isinstance(value, SecretStr):
         return [value.get_secret_value()]
+    if isinstance(value, SecretBytes):
+        return [value.get_secret_value().decode("utf-8", "replace")]
     if isinstance(value, BaseModel):
         return secret_values(value)
     if isinstance(value, list | tuple | set | frozenset):
         return [s for v in value for s in _secrets_in(v)]
     if isinstance(value, dict):
-        return [s for v in value.values() for s in _secrets_in(v)]
+        return [
+            s for k, v in value.items()
+            for s in (_all_strings(v) if isinstance(k, str) and _SECRET_ENV.search(k) else _secrets_in(v))
+        ]  # fmt: skip
     return []
+
+
+def _all_strings(value: Any) -> list[str]:
+    """Every string of a value stored under a secret-looking name (redact hides all of it)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _all_strings(v)]
+    if isinstance(value, list | tuple | set | frozenset):
+        return [s for v in value for s in _all_strings(v)]
+    return _secrets_in(value)
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
@@ -111,6 +131,19 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
         if s and s in text:
             text = text.replace(s, "***")
     return text
+
+
+def scrub_data(data: Any, secrets: Sequence[str]) -> Any:
+    """JSON-able data (a stored submission, a result) with every secret replaced in keys and values."""
+    if not secrets:
+        return data
+    if isinstance(data, str):
+        return scrub(data, secrets)
+    if isinstance(data, list | tuple):
+        return [scrub_data(v, secrets) for v in data]
+    if isinstance(data, dict):
+        return {scrub_data(k, secrets) if isinstance(k, str) else k: scrub_data(v, secrets) for k, v in data.items()}
+    return data
 
 
 def has_redactions(data: Any) -> bool:
