@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from nix_matrix import DEFAULT_VERSIONS, MatrixError, NixSwitch, NixUnderTest, resolve, session_binds
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

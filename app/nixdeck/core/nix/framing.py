@@ -13,6 +13,17 @@ from __future__ import annotations
 MARKER = b"@nix {"
 
 
+class CutLine(bytes):
+    """The head of a line that was too long, in its place among the lines; `total` its full length."""
+
+    total: int
+
+    def __new__(cls, head: bytes, total: int) -> CutLine:
+        obj = super().__new__(cls, head)
+        obj.total = total
+        return obj
+
+
 class LineFramer:
     """Bytes in, complete lines out (without the newline), with long lines cut. See the module doc."""
 
@@ -23,12 +34,11 @@ class LineFramer:
         self._pending_len = 0
         self._cut_head: bytes | None = None  # head of the line being cut
         self._cut_len = 0
-        #: (head, total length) of every cut line since the last `take_cut()`.
-        self.cut: list[tuple[bytes, int]] = []
         self.cut_lines = 0
         self.cut_bytes = 0
 
     def feed(self, data: bytes) -> list[bytes]:
+        """Complete lines of `data` (plus what was pending); a cut line comes as a `CutLine`."""
         out: list[bytes] = []
         nl = data.find(b"\n")
         if nl < 0:
@@ -36,7 +46,7 @@ class LineFramer:
             return out
         if self._cut_head is not None:
             self._cut_len += nl
-            self._finish_cut()
+            out.append(self._finish_cut())
             data = data[nl + 1 :]
         elif self._pending:
             first = b"".join(self._pending) + data[:nl]
@@ -44,7 +54,7 @@ class LineFramer:
             self._pending_len = 0
             if len(first) > self.max_line_bytes:
                 self._cut_head, self._cut_len = first[: self.head_bytes], len(first)
-                self._finish_cut()
+                out.append(self._finish_cut())
             else:
                 out.append(first)
             data = data[nl + 1 :]
@@ -54,7 +64,7 @@ class LineFramer:
         for line in lines:
             if len(line) > limit:
                 self._cut_head, self._cut_len = line[: self.head_bytes], len(line)
-                self._finish_cut()
+                out.append(self._finish_cut())
             else:
                 out.append(line)
         if tail:
@@ -64,18 +74,13 @@ class LineFramer:
     def close(self) -> list[bytes]:
         """The last unterminated line (if any); a line being cut is counted."""
         if self._cut_head is not None:
-            self._finish_cut()
-            return []
+            return [self._finish_cut()]
         if not self._pending:
             return []
         line = b"".join(self._pending)
         self._pending = []
         self._pending_len = 0
         return [line]
-
-    def take_cut(self) -> list[tuple[bytes, int]]:
-        cut, self.cut = self.cut, []
-        return cut
 
     def _grow(self, data: bytes) -> None:
         if self._cut_head is not None:
@@ -89,14 +94,14 @@ class LineFramer:
             self._pending_len = 0
             self._cut_head, self._cut_len = line[: self.head_bytes], len(line)
 
-    def _finish_cut(self) -> None:
+    def _finish_cut(self) -> CutLine:
         assert self._cut_head is not None
         self.cut_lines += 1
         self.cut_bytes += self._cut_len - len(self._cut_head)
-        if len(self.cut) < 100:
-            self.cut.append((self._cut_head, self._cut_len))
+        cut = CutLine(self._cut_head, self._cut_len)
         self._cut_head = None
         self._cut_len = 0
+        return cut
 
 
 def strip_syslog_prefix(line: bytes) -> bytes:

@@ -31,7 +31,7 @@ from nixdeck.core.nix.events import (
     LogLine,
     StderrLine,
 )
-from nixdeck.core.nix.framing import strip_syslog_prefix
+from nixdeck.core.nix.framing import CutLine, strip_syslog_prefix
 from nixdeck.core.nix.messages import strip_ansi
 from nixdeck.core.nix.progress import (
     BUILDING,
@@ -62,8 +62,6 @@ class NixLogParser(RecordParser):
         if type(data) is not bytes:
             data = bytes(data)
         self._lines(self._framer.feed(data), events)
-        if self._framer.cut:
-            self._cut(events)
         return events
 
     @property
@@ -75,13 +73,12 @@ class NixLogParser(RecordParser):
     def cut_bytes(self) -> int:
         return self._framer.cut_bytes
 
-    def _cut(self, events: list[Event]) -> None:
-        for head, total in self._framer.take_cut():
-            self.bad_lines += 1
-            text = strip_ansi(head[:200].decode("utf-8", "replace"))
-            note = f"[a line of {total} bytes was cut to stay within memory: {text}…]"
-            self.stderr_lines.append(note)
-            events.append(StderrLine(note))
+    def _cut(self, line: CutLine, events: list[Event]) -> None:
+        self.bad_lines += 1
+        text = "".join(c if c.isprintable() else "\ufffd" for c in strip_ansi(line[:200].decode("utf-8", "replace")))
+        note = f"[a line of {line.total} bytes was cut to stay within memory: {text}\u2026]"
+        self.stderr_lines.append(note)
+        events.append(StderrLine(note))
 
     def close(self) -> list[Event]:
         """End of stream: parse a last unterminated line and settle derivation states."""
@@ -89,8 +86,6 @@ class NixLogParser(RecordParser):
         if self.closed:
             return events
         self._lines(self._framer.close(), events)
-        if self._framer.cut:
-            self._cut(events)
         self._flush_block(events)
         self.closed = True
         for d in self.derivations.values():
@@ -105,6 +100,9 @@ class NixLogParser(RecordParser):
         acts = self._acts
         for line in lines:
             try:
+                if line.__class__ is CutLine:
+                    self._cut(line, events)
+                    continue
                 if line[:1] == b"<":
                     line = strip_syslog_prefix(line)
                 if self._broken is not None and self._odd_line(line, events):
