@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from nix_matrix import NIXROOT_SH, NixUnderTest
 
+from nix_matrix import NIXROOT_SH, NixUnderTest
 from nixdeck.core.ops.nixrun import find_nix_cached
 
 
