@@ -254,3 +254,26 @@ def test_a_derivation_that_printed_nothing_holds_no_log_buffer() -> None:
     d = p.derivations[DRV]
     assert d._tail is None and d.last_lines() == [] and d.to_json()["last_log_lines"] == []
     assert sample("nix-2.34/matrix-build-ok.internal-json")  # samples stay readable through the helper
+
+
+@pytest.mark.qt_log_ignore("propagateSizeHints")
+def test_build_result_times_reach_the_derivation_info(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from nixdeck.core.nix.version import NixVersion
+    from nixdeck.core.ops.nixrun import NixRun
+    from nixdeck.ui.details_panes import DerivationsPane
+
+    p = parse(_build_start() + rec(action="result", id=BUILD_ID, type=110,
+                                   payload={"status": "Built", "startTime": 100, "stopTime": 142})
+              + rec(action="stop", id=BUILD_ID))
+    d = p.derivations[DRV]
+    assert d.result is not None
+    run = NixRun(None, p, LogSummary.from_parser(p), "nix", NixVersion(3, 20), None)  # type: ignore[arg-type]
+    (entry,) = run.derivations()  # what a task's result carries to the window
+    assert entry["build_result"]["start_time"] == 100
+    pane = DerivationsPane()
+    qtbot.addWidget(pane)
+    pane.resize(900, 300)
+    pane.set_derivations([entry])
+    pane.show()
+    assert pane.info.text().endswith("the builder printed no log — built in 42 s, status Built")
+    pane.grab().save(str(tmp_path / "derivation-build-result.png"))

@@ -39,6 +39,12 @@ class LineFramer:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Complete lines of `data` (plus what was pending); a cut line comes as a `CutLine`."""
+        if self._cut_head is None and not self._pending and len(data) <= self.max_line_bytes:
+            lines = data.split(b"\n")  # the usual chunk: no line in it can be too long
+            tail = lines.pop()
+            if tail:
+                self._grow(tail)
+            return lines
         out: list[bytes] = []
         nl = data.find(b"\n")
         if nl < 0:

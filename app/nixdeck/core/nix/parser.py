@@ -149,7 +149,12 @@ class NixLogParser(RecordParser):
                                 drv = a.derivation if a is not None else None
                                 self.log_line_count += 1
                                 if drv is not None:
-                                    drv.add_line(text)
+                                    tail = drv._tail  # inline `add_line`: the hottest path
+                                    if tail is None:
+                                        drv.add_line(text)
+                                    else:
+                                        tail.append(text)
+                                        drv.line_count += 1
                                     events.append(LogLine(drv.drv_path, text))
                                 else:
                                     self.stray_log.append(text)
