@@ -10,6 +10,7 @@ parses what each way gives with NixLogParser. The last line is
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -53,7 +54,7 @@ def main() -> None:
                     fd = log.fileno()
                     r = subprocess.run([a.nix, "build", "--no-link", f"{drv}^*", "-v", "--option", "json-log-path",
                                         "/dev/fd/3"], env=env, capture_output=True, pass_fds=(fd,),
-                                       stdin=subprocess.DEVNULL, preexec_fn=lambda: os.dup2(fd, 3))
+                                       stdin=subprocess.DEVNULL, preexec_fn=functools.partial(os.dup2, fd, 3))
                 sizes["fdlog"] = (work / "fd.log").stat().st_size
                 sizes["human"] = len(r.stderr)
             times[way].append(time.perf_counter() - t)
