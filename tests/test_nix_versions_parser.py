@@ -277,3 +277,26 @@ def test_build_result_times_reach_the_derivation_info(qtbot, tmp_path) -> None: 
     pane.show()
     assert pane.info.text().endswith("the builder printed no log — built in 42 s, status Built")
     pane.grab().save(str(tmp_path / "derivation-build-result.png"))
+
+
+def test_many_distinct_derivations_keep_small_state() -> None:
+    # issue 10 item 8: 500k derivations took 1.4 GB; a log-less derivation now costs ~300 bytes
+    import tracemalloc
+
+    n = 20000
+    blob = b"".join(
+        rec(action="start", id=(1 << 32) + i, level=3, parent=0, type=105, text="",
+            fields=[f"/nix/store/{i:032d}-pkg-{i}.drv", "", 1, 1]) + rec(action="stop", id=(1 << 32) + i)
+        for i in range(n)
+    )
+    tracemalloc.start()
+    try:
+        p = NixLogParser()
+        for i in range(0, len(blob), 1 << 16):
+            p.feed(blob[i : i + (1 << 16)])
+        p.close()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(p.derivations) == n
+    assert held / n < 450, f"{held / n:.0f} bytes per derivation"
