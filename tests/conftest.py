@@ -77,7 +77,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     m = session.config.stash[_matrix_key]
-    if m._nixes is not None and session.config.option.verbose >= 0:
+    if m._nixes is not None:
         tr = session.config.pluginmanager.get_plugin("terminalreporter")
         if tr is not None:
             tr.write_line("nix matrix: " + ", ".join(f"{n.name}={n.version}" for n in m._nixes))
