@@ -7,9 +7,9 @@ activity/result types, unknown ids, broken JSON, random bytes and huge lines are
 counted and skipped.
 
 Memory stays flat as the log grows: a line longer than `max_line_bytes` is cut (counted in
-`cut_lines`/`cut_bytes`, its head kept as a stderr line), per derivation only the last `log_lines_kept` build log lines are
-kept while it builds or after it fails, and the last `done_lines_kept` once it succeeded (None keeps
-all); every line is also returned as a `LogLine` event, so a caller that needs the whole log writes
+`cut_lines`/`cut_bytes`, its head kept as a stderr line); per derivation only the last
+`log_lines_kept` build log lines are kept while it builds or after it fails, and the last
+`done_lines_kept` once it succeeded (None keeps all); every line is also returned as a `LogLine` event, so a caller that needs the whole log writes
 the events to a file (the task's log). Messages are capped at `messages_kept` per kind (newest kept).
 Hot path: only lines starting with `@nix {` are JSON-decoded (orjson), progress and log-line results
 are handled inline, and no regex runs per line. Version differences handled here: the `<3>` syslog
@@ -23,14 +23,8 @@ from dataclasses import replace
 
 import orjson
 
-from nixdeck.core.nix.codes import (
-    ActivityType,
-)
-from nixdeck.core.nix.events import (
-    Event,
-    LogLine,
-    StderrLine,
-)
+from nixdeck.core.nix.codes import ActivityType
+from nixdeck.core.nix.events import Event, LogLine, StderrLine
 from nixdeck.core.nix.framing import CutLine, strip_syslog_prefix
 from nixdeck.core.nix.messages import strip_ansi
 from nixdeck.core.nix.progress import (
@@ -95,6 +89,7 @@ class NixLogParser(RecordParser):
             elif d.state == BUILDING:
                 self._set_state(d, CANCELLED if self.interrupted else UNFINISHED, events)
         return events
+
     def _lines(self, lines: list[bytes], events: list[Event]) -> None:
         loads = orjson.loads
         acts = self._acts

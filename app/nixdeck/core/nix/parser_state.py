@@ -10,20 +10,8 @@ from collections import deque
 from typing import Any
 
 from nixdeck.core.nix import plain
-from nixdeck.core.nix.codes import (
-    KIND_DEBUG,
-    KIND_ERROR,
-    KIND_INFO,
-    KIND_NOTICE,
-    KIND_WARNING,
-)
-from nixdeck.core.nix.events import (
-    DerivationChanged,
-    Event,
-    LogLine,
-    MessageEvent,
-    StderrLine,
-)
+from nixdeck.core.nix.codes import KIND_DEBUG, KIND_ERROR, KIND_INFO, KIND_NOTICE, KIND_WARNING
+from nixdeck.core.nix.events import DerivationChanged, Event, LogLine, MessageEvent, StderrLine
 from nixdeck.core.nix.framing import LineFramer
 from nixdeck.core.nix.messages import NixMessage, message_from_plain, strip_ansi
 from nixdeck.core.nix.progress import (

@@ -11,29 +11,12 @@ from typing import Any
 
 import orjson
 
-from nixdeck.core.nix.codes import (
-    KIND_DEBUG,
-    ActivityType,
-    ResultType,
-)
-from nixdeck.core.nix.events import (
-    ActivityStarted,
-    ActivityStopped,
-    Event,
-    LogLine,
-    PhaseChanged,
-)
+from nixdeck.core.nix.codes import KIND_DEBUG, ActivityType, ResultType
+from nixdeck.core.nix.events import ActivityStarted, ActivityStopped, Event, LogLine, PhaseChanged
 from nixdeck.core.nix.framing import MARKER, split_records
 from nixdeck.core.nix.messages import NixMessage, message_from_json, strip_ansi
 from nixdeck.core.nix.parser_state import ParserState
-from nixdeck.core.nix.progress import (
-    BUILDING,
-    DONE,
-    FAILED,
-    STOPPED,
-    Activity,
-    BuildResult,
-)
+from nixdeck.core.nix.progress import BUILDING, DONE, FAILED, STOPPED, Activity, BuildResult
 
 _BUILD = int(ActivityType.BUILD)
 _BUILDS = int(ActivityType.BUILDS)
