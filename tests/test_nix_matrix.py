@@ -13,6 +13,9 @@ import pytest
 
 from nix_matrix import NIXROOT_SH, NixUnderTest
 from nixdeck.core.ops.nixrun import find_nix_cached
+from nixdeck.core.ssh.knownhosts import KnownHosts
+from nixdeck.core.ssh.session import connect
+from ssh_fixtures import StartFleet, fixture_known_hosts, fixture_sim_fleet  # noqa: F401  (fixtures)
 
 
 @pytest.mark.nix
@@ -28,6 +31,25 @@ def test_the_nix_under_test_is_the_one_nixdeck_finds(nix_under_test: NixUnderTes
         out = subprocess.run(["nix", "eval", "--raw", "--expr", "builtins.storeDir"], capture_output=True,
                              text=True, check=True)
         assert out.stdout == "/nix/store"
+
+
+@pytest.mark.nix
+@pytest.mark.ssh
+def test_devices_keep_the_system_nix_whatever_the_controller_runs(
+    nix_under_test: NixUnderTest | None, sim_fleet: StartFleet, known_hosts: KnownHosts
+) -> None:
+    # the mixed fleet: a 2.34 controller copies to and deploys on devices running the system Nix
+    fleet = sim_fleet(1)
+    fleet.trust_all(known_hosts)
+    system = subprocess.run(["/usr/bin/nix", "--version"], capture_output=True, text=True, check=True).stdout
+
+    async def device_nix() -> str:
+        async with await connect(fleet.target(fleet.devices[0]), known_hosts) as session:
+            res = await session.run_capture(["nix", "--version"], timeout=60)
+            assert res.exit_status == 0
+            return "".join(res.stdout)
+
+    assert asyncio.run(device_nix()).strip() == system.strip()
 
 
 def test_tests_not_marked_nix_keep_the_system_nix() -> None:
