@@ -35,11 +35,12 @@ test: setup nixroots
 	@t=$$(date +%s); $(VPY) -m ruff check app tests bench && $(VPY) -m mypy; rc=$$?; \
 	  echo "make test: ruff + mypy took $$(( $$(date +%s) - t )) s"; exit $$rc
 
-# Debian roots for the Nix matrix, made on first use (~1-2 min each, ~350 MB), then reused.
+# Debian roots for the Nix matrix, made on first use (in parallel, ~1-2 min, ~350 MB each), then reused.
 nixroots: system
-	@t=$$(date +%s); for s in $(NIX_SUITES); do \
-	  NIXDECK_NIX_ROOTS=$(NIX_ROOTS) $(SUDO) tests/nixroots/nixroot.sh ensure $$s >/dev/null || exit 1; \
-	done; echo "make test: Nix roots ($(or $(NIX_SUITES),none)) ready in $$(( $$(date +%s) - t )) s"
+	@t=$$(date +%s); pids=""; for s in $(NIX_SUITES); do \
+	  NIXDECK_NIX_ROOTS=$(NIX_ROOTS) $(SUDO) tests/nixroots/nixroot.sh ensure $$s >/dev/null & pids="$$pids $$!"; \
+	done; rc=0; for p in $$pids; do wait $$p || rc=1; done; [ $$rc = 0 ] || exit 1; \
+	echo "make test: Nix roots ($(or $(NIX_SUITES),none)) ready in $$(( $$(date +%s) - t )) s"
 
 setup: system nixconf venv
 

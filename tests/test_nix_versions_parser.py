@@ -300,3 +300,13 @@ def test_many_distinct_derivations_keep_small_state() -> None:
         tracemalloc.stop()
     assert len(p.derivations) == n
     assert held / n < 450, f"{held / n:.0f} bytes per derivation"
+
+
+def test_234_plain_cannot_build_block_is_normalised() -> None:
+    drv = "/nix/store/fb6jbcvsgq6ir65rddk6p386iv9c0m8m-dep-fail-1.drv"
+    plain_log = (f"error: Cannot build '{drv}'.\n       Reason: builder failed with exit code 1.\n"
+                 "       Output paths:\n         /nix/store/h0blw5gzwarwc5hzkhgjwaad8ndlcvb7-dep-fail-1\n").encode()
+    p = parse(plain_log)
+    (e,) = p.messages["error"]
+    assert e.message == f"builder for '{drv}' failed with exit code 1"
+    assert p.derivations[drv].state == FAILED

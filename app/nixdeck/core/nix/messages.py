@@ -300,7 +300,11 @@ def message_from_plain(text: str, level: int) -> NixMessage:
     if kind == KIND_ERROR:
         p = parse_message_text(text)
         kept, n = cap_frames(p.frames)
-        message = normalise_build_failure(p.message if not p.message.startswith("Cannot build '") else _strip_prefix(text))
+        message = p.message
+        if message.startswith("Cannot build '"):  # 2.29+: the reason is on the next line of the block
+            whole = _strip_prefix(text)
+            normalised = normalise_build_failure(whole)
+            message = normalised if normalised != whole else message
         return NixMessage(level, kind, cap_text(message), cap_text(text), p.file, p.line, p.column, kept,
                           cap_text(text), "plain", trace_frames=n)
     return NixMessage(level, kind, _strip_prefix(text), text, None, None, None, (), text, "plain")
