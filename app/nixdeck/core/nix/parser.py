@@ -93,9 +93,10 @@ class NixLogParser(RecordParser):
     def _lines(self, lines: list[bytes], events: list[Event]) -> None:
         loads = orjson.loads
         acts = self._acts
+        cut_line = CutLine
         for line in lines:
             try:
-                if line.__class__ is CutLine:
+                if line.__class__ is cut_line:
                     self._cut(line, events)
                     continue
                 if line[:1] == b"<":
