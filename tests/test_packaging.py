@@ -138,7 +138,7 @@ in {
 
 
 @pytest.fixture(scope="module")
-def flake_eval() -> dict[str, object]:
+def flake_eval(nix_under_test: object) -> dict[str, object]:  # once per Nix of the matrix
     expr = f"let ROOT = {ROOT}; in " + STUB_EVAL
     r = _run(["nix-instantiate", "--eval", "--strict", "--json", "--expr", expr])
     assert r.returncode == 0, r.stderr

@@ -41,8 +41,8 @@ host = "10.0.0.99"
 
 
 @pytest.fixture(scope="module")
-def opened(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    """One evaluation of the git fleet, shared by the read-only tests of this module."""
+def opened(tmp_path_factory: pytest.TempPathFactory, nix_under_test: object) -> Project:
+    """One evaluation of the git fleet per Nix of the matrix, shared by the read-only tests of this module."""
     flake = copy_fleet(tmp_path_factory.mktemp("opened"), salt="")
     (flake / "nixdeck.toml").write_text(INVENTORY)
     commit_all(flake, "inventory")

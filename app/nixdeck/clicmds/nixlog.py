@@ -7,8 +7,6 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
-import orjson
-
 from nixdeck.core.nix.parselog import summarize
 
 CHUNK = 256 * 1024
@@ -53,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"nixdeck parse-log: cannot read {args.file}: {e.strerror or e}", file=sys.stderr)
         return 2
     if args.json:
-        sys.stdout.buffer.write(orjson.dumps(summary.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
+        summary.write_json(sys.stdout.buffer)  # derivations streamed: memory stays bounded
         sys.stdout.flush()
     else:
         sys.stdout.write(summary.render_text())

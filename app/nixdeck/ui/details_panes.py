@@ -486,9 +486,10 @@ class DerivationsPane(QSplitter):
         d = item.data(0, Qt.ItemDataRole.UserRole) if item is not None else None
         path = d.get("log_file") if isinstance(d, dict) else None
         self.log.set_path(str(path) if path else None)
+        built = f" — {d['build_info']}" if isinstance(d, dict) and d.get("build_info") else ""
         if not isinstance(d, dict):
             self.info.setText("")
         elif path:
-            self.info.setText(f"{d['drv']} — build log ({d.get('log_lines') or 0} lines)")
+            self.info.setText(f"{d['drv']} — build log ({d.get('log_lines') or 0} lines){built}")
         else:
-            self.info.setText(f"{d['drv']} — the builder printed no log")
+            self.info.setText(f"{d['drv']} — the builder printed no log{built}")

@@ -1,7 +1,11 @@
 """Numeric codes of Nix's internal-json log: verbosity levels, activity types and result types.
 
-Values are those of Nix's `logging.hh` (stable from 2.4 to at least 2.26). Unknown values are kept
-as plain ints by the parser, so these enums are for naming, never for validation.
+Values are those of Nix's `logging.hh` (2.4-2.19: activities 100-111, results 100-107; 2.20+ adds
+activity 112 FetchTree and result 108 FetchStatus; upstream 2.36pre adds activity 113 FetchToStore and
+result 109 FetchToStore). Determinate Nix 3.1+ gives 109 and 110 other meanings (HashMismatch and
+BuildResult, with a JSON `payload` instead of `fields`): result 109 is told apart by its `payload`.
+Lix 2.95 stops at 111/107. Unknown values are kept as plain ints by the parser, so these enums are
+for naming, never for validation.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ class ActivityType(IntEnum):
     QUERY_PATH_INFO = 109
     POST_BUILD_HOOK = 110
     BUILD_WAITING = 111
+    FETCH_TREE = 112  # 2.20+
+    FETCH_TO_STORE = 113  # upstream 2.36pre: fields [srcPath, hashOnly]
 
 
 class ResultType(IntEnum):
@@ -51,6 +57,13 @@ class ResultType(IntEnum):
     PROGRESS = 105
     SET_EXPECTED = 106
     POST_BUILD_LOG_LINE = 107
+    FETCH_STATUS = 108  # 2.20+: fields [status text]
+    FETCH_TO_STORE = 109  # upstream 2.36pre: fields [storePath]; Determinate: HashMismatch (payload)
+    BUILD_RESULT = 110  # Determinate 3.1+: payload {status, builtOutputs, startTime, stopTime, timesBuilt}
+
+
+#: Determinate Nix's meaning of result 109 (a `payload` object, no `fields`).
+DETERMINATE_HASH_MISMATCH = 109
 
 
 #: Message kinds NixDeck groups Nix levels into.

@@ -21,6 +21,8 @@ _UNTRACKED_RES = (
     re.compile(r"path '(/nix/store/[a-z0-9]{32}-source)/([^']+)' does not exist"),
     re.compile(r"opening file '(/nix/store/[a-z0-9]{32}-source)/([^']+)': No such file"),
 )
+# 2.34 (lazy trees: no store copy): "Path 'x.nix' in the repository "/repo" is not tracked by Git."
+_NOT_TRACKED_RE = re.compile(r"Path '([^']+)' in the repository \"([^\"]+)\" is not tracked by Git")
 _NOT_PROVIDE_RE = re.compile(r"flake '([^']*)' does not provide attribute (.*)$", re.S)
 _ATTR_MISSING_RE = re.compile(r"attribute '([^']+)' missing")
 _DEVICE_RE = re.compile(r"(?:^|\.)nixosConfigurations\.(\"[^\"]+\"|[^.]+)\.?(.*)$")
@@ -89,6 +91,18 @@ def untracked_files(
                     continue
                 if source_root is not None and not (Path(source_root) / rel).exists():
                     continue
+                out.append(rel)
+        for hit in _NOT_TRACKED_RE.finditer(text):
+            rel = hit.group(1)
+            if source_root is not None:
+                full = Path(hit.group(2)) / rel
+                try:  # relative to the flake, which may sit below the repository's top
+                    rel = str(full.resolve().relative_to(Path(source_root).resolve()))
+                except ValueError:
+                    continue
+                if not full.exists():
+                    continue
+            if rel not in out:
                 out.append(rel)
     return out
 

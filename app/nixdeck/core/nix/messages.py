@@ -20,6 +20,15 @@ _LOCATED_RE = re.compile(r"\blocated at (.+?):(\d+):(\d+):?\s*$")
 _GLUED_RE = re.compile(r"^(.*?):(\d+):(\d+)$")
 _FRAME_PREFIXES = ("\u2026 ", "... ")
 _SHOW_TRACE_HINT = "(use '--show-trace'"
+# 2.29+: "Cannot build 'X.drv'.\nReason: builder failed with exit code 1.\nOutput paths: ..."
+_CANNOT_BUILD_RE = re.compile(r"^Cannot build '(/nix/store/[^']+\.drv)'\.?\s*Reason: ([^\n]*?)\.?\s*(?:\n|$)", re.S)
+_DEPS_FAILED_RE = re.compile(r"^(\d+) dependenc(?:y|ies) failed$")
+#: Frames of an evaluation trace kept per message (infinite recursion gives thousands): the first
+#: TRACE_HEAD (innermost in the JSON order) and the last TRACE_TAIL; `trace_frames` keeps the count.
+TRACE_HEAD = 40
+TRACE_TAIL = 10
+#: Longest rendered text kept per message (head and tail kept, the middle cut with a note).
+TEXT_KEPT = 64 * 1024
 
 
 def strip_ansi(text: str) -> str:
@@ -62,9 +71,10 @@ class NixMessage:
     trace: tuple[TraceFrame, ...] = ()
     raw: str = ""
     source: str = "json"
+    trace_frames: int = 0  # frames Nix gave (more than `trace` holds when it was capped)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "level": self.level,
             "kind": self.kind,
             "message": self.message,
@@ -74,6 +84,9 @@ class NixMessage:
             "trace": [f.to_json() for f in self.trace],
             "text": self.text,
         }
+        if self.trace_frames > len(self.trace):
+            out["trace_frames"] = self.trace_frames
+        return out
 
     @property
     def location(self) -> str | None:
@@ -191,6 +204,37 @@ def split_location(file: object, line: object, column: object) -> tuple[str | No
     return f, ln, col
 
 
+def cap_frames(frames: list[TraceFrame]) -> tuple[tuple[TraceFrame, ...], int]:
+    """At most TRACE_HEAD + TRACE_TAIL frames, and how many there were."""
+    n = len(frames)
+    if n <= TRACE_HEAD + TRACE_TAIL:
+        return tuple(frames), n
+    return (*frames[:TRACE_HEAD], *frames[-TRACE_TAIL:]), n
+
+
+def cap_text(text: str) -> str:
+    if len(text) <= TEXT_KEPT:
+        return text
+    half = TEXT_KEPT // 2
+    return f"{text[:half]}\n… [{len(text) - 2 * half} characters cut] …\n{text[-half:]}"
+
+
+def normalise_build_failure(message: str) -> str:
+    """Newer Nix's "Cannot build 'X'.\nReason: ..." as the one line older Nix printed, so a task says
+    the same on every version: "builder for 'X' failed with exit code 1",
+    "1 dependencies of derivation 'X' failed to build"; other reasons: "Cannot build 'X': reason"."""
+    m = _CANNOT_BUILD_RE.match(message)
+    if m is None:
+        return message
+    drv, reason = m.group(1), m.group(2).strip()
+    if reason.startswith("builder failed"):
+        return f"builder for '{drv}' {reason[len('builder '):]}"
+    deps = _DEPS_FAILED_RE.match(reason)
+    if deps is not None:
+        return f"{deps.group(1)} dependencies of derivation '{drv}' failed to build"
+    return f"Cannot build '{drv}': {reason}"
+
+
 def _kind(level: int, text: str) -> str:
     kind = kind_of_level(level)
     if kind == KIND_ERROR:
@@ -213,18 +257,22 @@ def message_from_json(obj: dict[str, Any], raw: str = "") -> NixMessage:
     file, line, column = split_location(obj.get("file"), obj.get("line"), obj.get("column"))
     frames: list[TraceFrame] = []
     tr = obj.get("trace")
+    n_frames = len(tr) if isinstance(tr, list) else 0
     if isinstance(tr, list):
+        if n_frames > TRACE_HEAD + TRACE_TAIL:
+            tr = tr[:TRACE_HEAD] + tr[-TRACE_TAIL:]
         for fr in tr:
             if isinstance(fr, dict):
                 ff, fl, fc = split_location(fr.get("file"), fr.get("line"), fr.get("column"))
                 rm = fr.get("raw_msg")
                 frames.append(TraceFrame(strip_ansi(rm) if isinstance(rm, str) else "", ff, fl, fc))
     if kind not in (KIND_ERROR, KIND_WARNING):
-        return NixMessage(lvl, kind, text, text, file, line, column, tuple(frames), raw)
+        text = cap_text(text)
+        return NixMessage(lvl, kind, text, text, file, line, column, tuple(frames), raw, trace_frames=n_frames)
     parsed = parse_message_text(text)
     raw_msg = obj.get("raw_msg")
     if kind == KIND_ERROR and isinstance(raw_msg, str) and raw_msg.strip():
-        message = strip_ansi(raw_msg).strip()
+        message = normalise_build_failure(strip_ansi(raw_msg).strip())
     elif kind == KIND_ERROR:
         message = parsed.message
     else:
@@ -239,7 +287,10 @@ def message_from_json(obj: dict[str, Any], raw: str = "") -> NixMessage:
             file, line, column = parsed.file, parsed.line, parsed.column
     if not frames:
         frames = parsed.frames
-    return NixMessage(lvl, kind, message, text, file, line, column, tuple(frames), raw)
+        n_frames = len(frames)
+    kept, _ = cap_frames(frames)
+    return NixMessage(lvl, kind, cap_text(message), cap_text(text), file, line, column, kept, raw[:TEXT_KEPT],
+                      trace_frames=n_frames)
 
 
 def message_from_plain(text: str, level: int) -> NixMessage:
@@ -248,5 +299,12 @@ def message_from_plain(text: str, level: int) -> NixMessage:
     kind = _kind(level, text)
     if kind == KIND_ERROR:
         p = parse_message_text(text)
-        return NixMessage(level, kind, p.message, text, p.file, p.line, p.column, tuple(p.frames), text, "plain")
+        kept, n = cap_frames(p.frames)
+        message = p.message
+        if message.startswith("Cannot build '"):  # 2.29+: the reason is on the next line of the block
+            whole = _strip_prefix(text)
+            normalised = normalise_build_failure(whole)
+            message = normalised if normalised != whole else message
+        return NixMessage(level, kind, cap_text(message), cap_text(text), p.file, p.line, p.column, kept,
+                          cap_text(text), "plain", trace_frames=n)
     return NixMessage(level, kind, _strip_prefix(text), text, None, None, None, (), text, "plain")

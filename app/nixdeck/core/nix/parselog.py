@@ -17,7 +17,13 @@
 - `missing_attribute`: `{device, attribute, flake}` or null
 - `dirty_tree`, `interrupted`: booleans
 - `stderr`: plain lines that were not Nix messages (ssh errors, ...)
-- `counts`: `{debug_messages, log_lines, bad_lines, dropped_messages}`
+- `counts`: `{debug_messages, log_lines, bad_lines, dropped_messages, cut_lines, cut_bytes,
+  interleaved_lines, hash_mismatches}` (`cut_*`: lines longer than the parser keeps, only their head
+  is kept as a stderr line; `interleaved_lines`: lines holding two records, Nix 2.28)
+- `hash_mismatches`: Determinate Nix's HashMismatch payloads (result 109 with a `payload`)
+- a derivation with Determinate Nix's BuildResult (result 110) also has `build_result`:
+  `{status, start_time, stop_time, times_built}` (Unix seconds)
+- a message whose trace was capped (thousands of frames) has `trace_frames`: how many Nix gave
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+import orjson
 
 from nixdeck.core.nix.codes import KIND_DEBUG, KIND_ERROR, KIND_INFO, KIND_NOTICE, KIND_WARNING
 from nixdeck.core.nix.errors import (
@@ -60,6 +68,7 @@ class LogSummary:
     counts: dict[str, int]
     last_lines: int | None = 20
     source_root: str | None = None
+    hash_mismatches: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_parser(
@@ -71,6 +80,10 @@ class LogSummary:
             "log_lines": parser.log_line_count,
             "bad_lines": parser.bad_lines,
             "dropped_messages": sum(parser.message_counts[k] - len(m[k]) for k in m),
+            "cut_lines": parser.cut_lines,
+            "cut_bytes": parser.cut_bytes,
+            "interleaved_lines": parser.interleaved_lines,
+            "hash_mismatches": parser.hash_mismatch_count,
         }
         return cls(
             format=parser.format,
@@ -86,6 +99,7 @@ class LogSummary:
             counts=counts,
             last_lines=last_lines,
             source_root=str(source_root) if source_root is not None else None,
+            hash_mismatches=list(parser.hash_mismatches),
         )
 
     # ------------------------------------------------------------ analysis
@@ -130,7 +144,20 @@ class LogSummary:
                 fr["file"] = mapper.map_path(fr["file"])
         return out
 
-    def to_json(self) -> dict[str, Any]:
+    def write_json(self, out: IO[bytes]) -> None:
+        """`to_json()` written as indented JSON, the derivations one at a time: a log naming 500k
+        derivations never holds all their JSON objects at once."""
+        head = self.to_json(derivations=False)
+        keys = list(head)
+        at = keys.index("derivations")
+        before = orjson.dumps({k: head[k] for k in keys[:at]}, option=orjson.OPT_INDENT_2)[:-2]  # no "\n}"
+        after = orjson.dumps({k: head[k] for k in keys[at + 1 :]}, option=orjson.OPT_INDENT_2)[1:]  # no "{"
+        out.write(before + b',\n  "derivations": [')
+        for i, d in enumerate(self.derivations):
+            out.write((b",\n    " if i else b"\n    ") + orjson.dumps(d.to_json(self.last_lines)))
+        out.write((b"\n  ]," if self.derivations else b"],") + after + b"\n")
+
+    def to_json(self, *, derivations: bool = True) -> dict[str, Any]:
         mapper = self._mapper()
         missing = self.missing_attribute
         p = self.progress
@@ -144,7 +171,7 @@ class LogSummary:
             "builds": p.builds.to_json(),
             "copies": {"paths": p.copied_paths.to_json(), "bytes": p.copied_bytes.to_json()},
             "downloads": p.downloaded_bytes.to_json(),
-            "derivations": [d.to_json(self.last_lines) for d in self.derivations],
+            "derivations": [d.to_json(self.last_lines) for d in self.derivations] if derivations else [],
             "untracked_files": self.untracked_files,
             "missing_attribute": (
                 {"device": missing.device, "attribute": missing.attribute, "flake": missing.flake}
@@ -153,6 +180,7 @@ class LogSummary:
             "dirty_tree": self.dirty_tree,
             "interrupted": self.interrupted,
             "stderr": self.stderr,
+            "hash_mismatches": self.hash_mismatches or [],
             "counts": self.counts,
         }
 
@@ -179,6 +207,8 @@ class LogSummary:
                 if where:
                     out.append(f"      at {where}")
                 out.extend(frame(fr) for fr in m.trace)
+                if m.trace_frames > len(m.trace):
+                    out.append(f"      \u2026 ({m.trace_frames - len(m.trace)} more frames not shown)")
             out.append("")
         files = self.untracked_files
         if files:
@@ -210,7 +240,8 @@ class LogSummary:
             for drv in self.derivations:
                 host = f" on {drv.host}" if drv.host else ""
                 phase = f" [{drv.phase}]" if drv.phase and drv.state != "done" else ""
-                out.append(f"  {drv.state:<10} {drv.name}{host}{phase}  ({drv.drv_path})")
+                took = f" [{drv.result.describe()}]" if drv.result is not None and drv.result.describe() else ""
+                out.append(f"  {drv.state:<10} {drv.name}{host}{phase}{took}  ({drv.drv_path})")
                 n = self.last_lines if drv.state == FAILED else min(self.last_lines or 0, 5)
                 for ln in drv.last_lines(n):
                     out.append(f"      > {ln}")

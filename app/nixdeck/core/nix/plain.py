@@ -16,7 +16,7 @@ _FAILED_DRV_RE = re.compile(
     r"(?:builder for|build of|derivation|dependencies of derivation) '(/nix/store/[a-z0-9]{32}-[^']+\.drv)'"
     r"[^\n]*?(?:failed|couldn't be built)"
 )
-_CANNOT_BUILD_RE = re.compile(r"cannot build derivation '(/nix/store/[a-z0-9]{32}-[^']+\.drv)'")
+_CANNOT_BUILD_RE = re.compile(r"(?:cannot build derivation|Cannot build) '(/nix/store/[a-z0-9]{32}-[^']+\.drv)'")
 
 #: Line starts that continue the message block above them.
 CONTINUATION_STARTS = (" ", "\t", "\u2022", "\u2026", "\u2192")

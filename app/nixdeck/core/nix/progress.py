@@ -15,6 +15,8 @@ from typing import Any
 
 from nixdeck.core.nix.codes import ActivityType
 
+_COPY_PATHS = int(ActivityType.COPY_PATHS)
+
 # Derivation states.
 BUILDING = "building"
 STOPPED = "stopped"  # the Build activity ended; success not yet known (no progress seen)
@@ -25,11 +27,18 @@ UNFINISHED = "unfinished"  # still building when the log ended
 
 
 class Activity:
-    """A live (or just stopped) Nix activity. `parent` is None when Nix did not say (2.8) or 0."""
+    """A live (or just stopped) Nix activity. `parent` is None when Nix did not say (2.8) or 0.
+
+    `children_done` counts the per-item child activities that ended (CopyPath under CopyPaths) and
+    `announced` the count the start text gave (`copying 3 paths`): over ssh-ng Nix reports CopyPaths
+    progress before each path is sent, so its own counter stops one short. `status` is the last
+    FetchStatus (2.20+) of a FetchTree activity.
+    """
 
     __slots__ = (
         "id", "type", "level", "text", "parent", "fields",
         "done", "expected", "running", "failed", "expected_by_type", "derivation", "reported",
+        "children_done", "announced", "status",
     )
 
     def __init__(self, aid: int, atype: int, level: int, text: str, parent: int | None, fields: list[Any]) -> None:
@@ -46,9 +55,20 @@ class Activity:
         self.expected_by_type: dict[int, int] | None = None
         self.derivation: Derivation | None = None
         self.reported = False  # got a resProgress
+        self.children_done = 0
+        self.announced = 0
+        self.status: str | None = None
 
     def __repr__(self) -> str:
         return f"Activity(id={self.id}, type={self.type}, text={self.text!r})"
+
+    @property
+    def items_done(self) -> int:
+        return max(self.done, self.children_done)
+
+    @property
+    def items_expected(self) -> int:
+        return max(self.expected, self.announced, self.children_done)
 
 
 def drv_name(drv_path: str) -> str:
@@ -59,39 +79,86 @@ def drv_name(drv_path: str) -> str:
     return base[:-4] if base.endswith(".drv") else base
 
 
+_NO_LINES: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    """Determinate Nix's BuildResult (result 110): how the build ended and when (Unix seconds)."""
+
+    status: str | None = None
+    start_time: int | None = None
+    stop_time: int | None = None
+    times_built: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "start_time": self.start_time, "stop_time": self.stop_time,
+                "times_built": self.times_built}
+
+    def describe(self) -> str:
+        """`built in 12 s (status Built)`, for the derivation's info."""
+        parts = []
+        if self.start_time is not None and self.stop_time is not None and self.stop_time >= self.start_time:
+            parts.append(f"built in {self.stop_time - self.start_time} s")
+        if self.status:
+            parts.append(f"status {self.status}")
+        return ", ".join(parts)
+
+
 class Derivation:
     """A derivation being or having been built: state, host, phase and the tail of its build log.
 
-    `log_tail` keeps the last `max_lines` lines (None: all). Every line is also emitted as a
-    `LogLine` event, so callers that want the full log stream it to a file.
+    `log_tail` keeps the last `max_lines` lines (None: all); it is made on the first line, so a
+    derivation that printed nothing costs only this object (a log naming 500k derivations stays
+    small). Every line is also emitted as a `LogLine` event, so callers that want the full log
+    stream it to a file. `result` is Determinate Nix's BuildResult when the log carried one.
     """
 
-    __slots__ = ("drv_path", "name", "state", "host", "phase", "log_tail", "line_count", "activity_id")
+    __slots__ = ("drv_path", "state", "host", "phase", "_tail", "_max", "line_count", "activity_id", "result")
 
     def __init__(self, drv_path: str, max_lines: int | None) -> None:
         self.drv_path = drv_path
-        self.name = drv_name(drv_path)
         self.state = BUILDING
         self.host: str | None = None
         self.phase: str | None = None
-        self.log_tail: deque[str] = deque(maxlen=max_lines)
+        self._tail: deque[str] | None = None
+        self._max = max_lines
         self.line_count = 0
         self.activity_id: int | None = None
+        self.result: BuildResult | None = None
+
+    @property
+    def name(self) -> str:
+        return drv_name(self.drv_path)
+
+    @property
+    def log_tail(self) -> deque[str] | tuple[str, ...]:
+        return self._tail if self._tail is not None else _NO_LINES
 
     def add_line(self, line: str) -> None:
-        self.log_tail.append(line)
+        tail = self._tail
+        if tail is None:
+            tail = self._tail = deque(maxlen=self._max)
+        tail.append(line)
         self.line_count += 1
+
+    def keep_last(self, n: int) -> None:
+        """Drop all but the last `n` kept lines (and keep at most `n` from now on)."""
+        self._max = n
+        if self._tail is not None:
+            self._tail = deque(self._tail, maxlen=n)
 
     def last_lines(self, n: int | None = None) -> list[str]:
         """The last `n` kept lines (all kept lines when n is None)."""
-        if n is None or n >= len(self.log_tail):
-            return list(self.log_tail)
+        tail = self.log_tail
+        if n is None or n >= len(tail):
+            return list(tail)
         if n <= 0:
             return []
-        return list(self.log_tail)[-n:]
+        return list(tail)[-n:]
 
     def to_json(self, last_lines: int | None = 20) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "drv_path": self.drv_path,
             "name": self.name,
             "state": self.state,
@@ -101,6 +168,9 @@ class Derivation:
             "log_lines": self.line_count,
             "last_log_lines": self.last_lines(last_lines),
         }
+        if self.result is not None:
+            out["build_result"] = self.result.to_json()
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +244,7 @@ class ProgressTracker:
     def stopped(self, act: Activity) -> None:
         t = self.totals(act.type)
         t.live.pop(act.id, None)
-        t.done += act.done
+        t.done += act.items_done if act.type == _COPY_PATHS else act.done
         t.failed += act.failed
         if act.expected_by_type:
             for child, n in act.expected_by_type.items():
@@ -193,9 +263,10 @@ class ProgressTracker:
         if t is None:
             return Counter()
         done, expected, running, failed = t.done, t.done, 0, t.failed
+        items = atype == _COPY_PATHS
         for a in t.live.values():
-            done += a.done
-            expected += a.expected
+            done += a.items_done if items else a.done
+            expected += a.items_expected if items else a.expected
             running += a.running
             failed += a.failed
         return Counter(done, max(expected, t.expected), running, failed)

@@ -210,8 +210,12 @@ class NixRun:
         out = []
         for d in self.parser.derivations.values():
             log = self.drv_log_files.get(d.drv_path)
-            out.append({"drv": d.drv_path, "name": d.name, "state": d.state, "host": d.host,
-                        "log_lines": d.line_count, "log_file": str(log) if log else None})
+            entry: dict[str, Any] = {"drv": d.drv_path, "name": d.name, "state": d.state, "host": d.host,
+                                     "log_lines": d.line_count, "log_file": str(log) if log else None}
+            if d.result is not None:  # Determinate Nix's BuildResult: when the build ran, how it ended
+                entry["build_result"] = d.result.to_json()
+                entry["build_info"] = d.result.describe()
+            out.append(entry)
         return out
 
     def failure(self) -> TaskFailed:

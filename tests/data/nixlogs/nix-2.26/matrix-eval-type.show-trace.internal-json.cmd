@@ -1,0 +1,1 @@
+nix eval --json --show-trace path:/tmp/nixdeck-samples/01972a/type#top --log-format internal-json -v

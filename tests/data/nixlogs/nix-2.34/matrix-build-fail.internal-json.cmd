@@ -1,0 +1,1 @@
+nix build --json --no-link path:/tmp/nixdeck-samples/cbb5a4/fail#top --log-format internal-json -v

@@ -1,0 +1,1 @@
+nix eval --json git+file:///tmp/nixdeck-samples/cbb5a4/untracked#top --log-format internal-json -v

@@ -1,0 +1,1 @@
+nix eval --json path:/tmp/nixdeck-samples/2e7310/uses-input#top --log-format internal-json -v

@@ -1,0 +1,1 @@
+nix eval --json path:/tmp/nixdeck-samples/2e7310/undef#top --log-format internal-json -v
