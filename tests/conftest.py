@@ -87,6 +87,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.definition.get_closest_marker("nix") is None or "nix_under_test" not in metafunc.fixturenames:
         return
     nixes = metafunc.config.stash[_matrix_key].nixes()
+    pick = metafunc.definition.get_closest_marker("nix_pick")
+    if pick is not None and nixes:
+        nixes = [nixes[int(pick.args[0]) % len(nixes)]]
     metafunc.parametrize("nix_under_test", nixes, indirect=True, ids=[n.label for n in nixes], scope="module")
 
 

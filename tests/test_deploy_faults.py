@@ -31,6 +31,7 @@ from test_deploy_support import (  # noqa: F401  (fixture)
 )
 
 pytestmark = [pytest.mark.ssh, pytest.mark.nix]
+# each test runs on one Nix of the matrix (nix_pick spreads them): the device side is what they test
 
 Worlds = Callable[..., DeployWorld]
 DEPLOY_ONE = TaskKind.DEPLOY_DEVICE.value
@@ -111,6 +112,7 @@ def cancel_while_switching(world: DeployWorld, device: str, action: Action | Non
     return world.run(scenario)
 
 
+@pytest.mark.nix_pick(0)
 def test_cancel_during_activation_restores_the_recorded_system_and_a_later_rollback_goes_there(
     worlds: Worlds,
 ) -> None:
@@ -142,6 +144,7 @@ def test_cancel_during_activation_restores_the_recorded_system_and_a_later_rollb
     assert_consistent(world, "node1", good)
 
 
+@pytest.mark.nix_pick(1)
 def test_cancel_of_a_boot_deploy_takes_its_generation_back(worlds: Worlds) -> None:
     world = worlds(["node1"], nodes=["node1"])
     first = deploy(world, "node1")
@@ -153,6 +156,7 @@ def test_cancel_of_a_boot_deploy_takes_its_generation_back(worlds: Worlds) -> No
     assert canceled.result["activation"]["final"] == "rolled-back"
 
 
+@pytest.mark.nix_pick(2)
 def test_failed_activation_rolls_back_to_the_previous_system(worlds: Worlds) -> None:
     world = worlds(["node1"], nodes=["node1"])
     good = deploy(world, "node1").result["store_path"]
@@ -192,6 +196,7 @@ def _poll(predicate: Callable[[], bool], what: str, limit: float = 90.0) -> None
     asyncio.run(wait_for(predicate, what, limit))
 
 
+@pytest.mark.nix_pick(3)
 def test_kill_9_during_activation_the_device_rolls_back_by_itself_and_recovery_records_it(
     worlds: Worlds,
 ) -> None:
@@ -234,6 +239,7 @@ def test_kill_9_during_activation_the_device_rolls_back_by_itself_and_recovery_r
     assert f"on the device: rolled back to {good}" in (rec.error or "")
 
 
+@pytest.mark.nix_pick(4)
 def test_a_deploy_after_kill_9_waits_for_the_old_activation_on_the_device(worlds: Worlds) -> None:
     world = worlds(["node1"], nodes=["node1"], confirm_timeout=2)
     good = deploy(world, "node1").result["store_path"]
@@ -274,6 +280,7 @@ exit 0
 """
 
 
+@pytest.mark.nix_pick(5)
 def test_where_systemd_runs_the_activation_is_a_transient_unit(worlds: Worlds, tmp_path: Path) -> None:
     world = worlds(["node1"], nodes=["node1"])
     dev = world.device("node1")
@@ -312,6 +319,7 @@ in
 """
 
 
+@pytest.mark.nix_pick(6)
 def test_boot_with_reboot_waits_until_the_device_runs_the_new_system(worlds: Worlds) -> None:
     world = worlds(["node1"], nodes=["node1"])
     first = deploy(world, "node1")
@@ -344,6 +352,7 @@ def test_boot_with_reboot_waits_until_the_device_runs_the_new_system(worlds: Wor
     assert "did not come back into" in (bad.error or "") and f"booted {new}" in (bad.error or "")
 
 
+@pytest.mark.nix_pick(7)
 def test_reboot_without_boot_is_refused(worlds: Worlds) -> None:
     world = worlds(["node1"], nodes=["node1"])
 
