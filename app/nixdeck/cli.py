@@ -22,6 +22,7 @@ from nixdeck.core.errors import NixDeckError
 # so `nixdeck tasks list` does not pay for importing asyncssh. tests/test_cli_commands.py keeps
 # this table in step with what the modules register.
 COMMAND_MODULES = {
+    "auto": "auto",
     "build": "nix",
     "demo": "demo",
     "deploy": "deploy",

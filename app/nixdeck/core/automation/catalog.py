@@ -14,7 +14,7 @@ from typing import Any
 
 from .checks import merged, model, validate_automation
 from .errors import AutomationError
-from .model import Automation, Group
+from .model import NAME_RE, Automation, Group
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,9 @@ def load(groups_raw: Mapping[str, Any], automations_raw: Mapping[str, Any]) -> C
     defs: dict[str, Automation] = {}
     errors: dict[str, str] = {}
     for name, raw in automations_raw.items():
+        if not NAME_RE.fullmatch(str(name)):
+            errors[name] = f"automation {name}: is not an automation name (a letter, then letters, digits, - or _)"
+            continue
         try:
             defs[name] = validate_automation(name, merged(name, raw, automations_raw) if isinstance(raw, dict) else raw,
                                              list(automations_raw))

@@ -7,6 +7,7 @@ checks across definitions (groups, dependency cycles, recursion).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -98,6 +99,10 @@ def _shape(value: Any, name: str, *, kind: str) -> None:
             stack.extend((x, depth + 1, f"{at}.{k}" if at else str(k)) for k, x in v.items())
         elif isinstance(v, list):
             stack.extend((x, depth + 1, at) for x in v)
+        elif isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**63:
+            raise located(f"{v} is outside TOML's 64-bit integers", name, key=at or None, kind=kind)
+        elif isinstance(v, float) and not math.isfinite(v):
+            raise located(f"{v} is not a finite number", name, key=at or None, kind=kind)
         elif not isinstance(v, str | int | float | bool):
             raise located(f"{type(v).__name__} values are not supported here: use a string", name,
                           key=at or None, kind=kind)

@@ -40,8 +40,8 @@ class GroupExec:
             if why is not None and not bad:
                 tid = ctx.engine.record(
                     f"Automation {name}", {"automation": name}, kind=TaskKind.AUTOMATION.value,
-                    silent=False, parent_id=ctx.task_id, state=TaskState.SKIPPED, error=f"skipped: {why}",
-                    phase="skipped", project=ctx.task.project, author=ctx.task.author,
+                    silent=False, parent_id=ctx.task_id, state=TaskState.SKIPPED, error=why,
+                    phase=f"skipped: {why}", project=ctx.task.project, author=ctx.task.author,
                 )
                 ctx.children.append(tid)
                 self.states[name] = TaskState.SKIPPED

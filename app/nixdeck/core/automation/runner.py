@@ -61,7 +61,8 @@ class AutomationExec:
         title = f"Step {label}" + (f" ({step.op})" if f"({step.op})" not in label else "")
         tid = self.ctx.engine.record(
             title, {"step": label, "op": step.op}, kind=kind, silent=False, parent_id=self.ctx.task_id,
-            state=state, error=reason, phase=reason, project=self.ctx.task.project, author=self.ctx.task.author,
+            state=state, error=reason.removeprefix("skipped: "), phase=reason, project=self.ctx.task.project,
+            author=self.ctx.task.author,
         )
         self.ctx.children.append(tid)
         return self.ctx.store.get(tid)  # type: ignore[no-any-return]
