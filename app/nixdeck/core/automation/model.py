@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .durations import parse_duration
+from .refs import REF
 
 NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
 ParamType = Literal["string", "number", "bool", "enum", "list", "device", "tag"]
@@ -138,7 +139,7 @@ class Step(_Model):
         if self.op == "ssh_command" and ("argv" in self.with_) == ("command" in self.with_):
             raise ValueError("with: ssh_command takes argv or command (one of them)")
         command = self.with_.get("command")
-        if isinstance(command, str) and "${" in command:
+        if isinstance(command, str) and REF.search(command):
             raise ValueError("with.command: values are never put into a shell string; pass them in argv")
         if "timeout" in self.with_ and not (isinstance(self.with_["timeout"], str) and "${" in self.with_["timeout"]):
             try:

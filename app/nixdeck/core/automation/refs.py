@@ -26,7 +26,8 @@ def parse_ref(text: str) -> Ref:
     the reference has no meaning."""
     parts = tuple(p.strip() for p in text.split("."))
     if not all(_PART.fullmatch(p) for p in parts):
-        raise ValueError(f"${{{text}}} is not a reference (e.g. ${{params.x}}, ${{steps.NAME.state}})")
+        raise ValueError(f"${{{text}}} is not a reference (e.g. ${{params.x}}, ${{steps.NAME.state}}; "
+                         "write $${…} for a literal ${…})")
     root = parts[0]
     if root == "params" and len(parts) == 2:
         return parts
@@ -36,7 +37,7 @@ def parse_ref(text: str) -> Ref:
         return parts
     raise ValueError(
         f"${{{text}}} refers to nothing (use params.NAME, steps.NAME.state|changed|result.KEY, "
-        "flake.rev or flake.lock_hash)"
+        "flake.rev or flake.lock_hash; write $${…} for a literal ${…})"
     )
 
 

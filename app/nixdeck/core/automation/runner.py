@@ -192,6 +192,9 @@ class AutomationExec:
             failed = await self.steps(a.steps, "step")
         if failed is None:
             failed = await self.steps(a.hooks.after, "after")
+        else:
+            for i, s in enumerate(a.hooks.after):
+                self.skip(s, f"after hook #{i + 1}", f"not run: {failed}")
         self._save()
         if failed is not None:
             await self.steps(a.hooks.on_error, "on_error")

@@ -78,6 +78,8 @@ def _argv(args: Mapping[str, Any]) -> list[str]:
             raise UserError(f"with.command: {args['command']!r} is not a command line")
         return ["sh", "-c", args["command"]]
     argv = args.get("argv")
+    if isinstance(argv, list):  # a list parameter in argv stands for its items
+        argv = [x for a in argv for x in (a if isinstance(a, list) else [a])]
     if not isinstance(argv, list) or not argv or not all(isinstance(a, str | int | float) for a in argv):
         raise UserError(f"with.argv: {argv!r} is not a list of arguments")
     return [str(a).lower() if isinstance(a, bool) else str(a) for a in argv]
