@@ -23,6 +23,7 @@ from nixdeck.core.automation.params import accepts, parse_cli
 from nixdeck.core.paths import default_data_dir
 from nixdeck.core.project import Project, ProjectError
 from nixdeck.core.project.current import resolve_project_dir
+from nixdeck.core.project.demo import demo_fleet_path
 from nixdeck.core.project.history import record_change
 from nixdeck.core.project.project import Change
 from nixdeck.core.tasks.engine import TaskEngine
@@ -69,7 +70,17 @@ def register(sub: Any) -> None:
 
 
 def _project_dir(args: argparse.Namespace) -> Path:
-    return resolve_project_dir(getattr(args, "project", None), default_data_dir())
+    """``--project``, else the current project; with neither, the demo fleet when there is one (so
+    the demo's automations run right after ``nixdeck demo start`` / ``make run``)."""
+    data = default_data_dir()
+    try:
+        return resolve_project_dir(getattr(args, "project", None), data)
+    except ProjectError:
+        demo = demo_fleet_path(data)
+        if not (demo / "flake.nix").is_file():
+            raise
+        print(f"nixdeck auto: no current project; using the demo fleet {demo}", file=sys.stderr)
+        return demo
 
 
 def _fail(args: argparse.Namespace, e: Exception, code: int = EXIT_FAILED) -> int:
