@@ -36,26 +36,26 @@ def task_count(data_dir: Path) -> int:
         store.close()
 
 
-AUTOS = f"""
+AUTOS = """
 # hand-written: this comment stays
 [groups.night]
 description = "nightly"
 
 [automations.hello]
 description = "say hello"
-params = {{ who = {{ type = "string", default = "world" }}, times = {{ type = "number", min = 1, max = 3, default = 1 }} }}
-steps = [ {{ name = "say", op = "run_command", with = {{ argv = ["echo", "hello", "${{params.who}}"] }} }} ]
+params = { who = { type = "string", default = "world" }, times = { type = "number", min = 1, max = 3, default = 1 } }
+steps = [ { name = "say", op = "run_command", with = { argv = ["echo", "hello", "${params.who}"] } } ]
 
 [automations.hidden]
 private = true
-steps = [ {{ op = "run_command", with = {{ argv = ["true"] }} }} ]
+steps = [ { op = "run_command", with = { argv = ["true"] } } ]
 
 [automations.member]
 group = "night"  # a member
-steps = [ {{ op = "run_command", with = {{ argv = ["true"] }} }} ]
+steps = [ { op = "run_command", with = { argv = ["true"] } } ]
 
 [automations.broken]
-steps = [ {{ op = "warp" }} ]
+steps = [ { op = "warp" } ]
 """
 
 

@@ -14,8 +14,8 @@ from fleet_fixtures import commit_all
 from nixdeck.core.automation import start
 from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.model import TaskKind, TaskRecord, TaskState
-from test_deploy_support import DeployWorld, fixture_worlds  # noqa: F401  (fixture)
 from test_demo import cli_start, nixdeck
+from test_deploy_support import DeployWorld, fixture_worlds  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.ssh, pytest.mark.nix]
 
