@@ -183,3 +183,17 @@ def test_random_definitions_only_ever_give_validation_errors(autos: dict[str, An
     for name in cat.groups:
         cat.group_refusal(name)
         cat.levels(name)
+
+
+def test_the_readme_example_is_valid() -> None:
+    import re
+    import tomllib
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Automations"):]
+    example = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert example is not None
+    data = tomllib.loads(example.group(1))
+    cat = catalog.load(data["groups"], data["automations"])
+    assert all(e.ok for e in cat.automations.values()), [e.error for e in cat.automations.values()]
+    assert cat.levels("nightly") == [["update-and-build"], ["canary"]]
