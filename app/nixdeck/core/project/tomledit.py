@@ -138,7 +138,9 @@ def render(old_text: str | None, new: Mapping[str, Any], sections: Iterable[str]
                 doc["version"] = value
             continue
         if not value:
-            if section in doc and _plain(doc[section]):
+            if section in doc and _is_table(doc[section]):
+                _sync(doc[section], {}, 1)  # the header stays where the user put it, for later values
+            elif section in doc:
                 del doc[section]
             continue
         if section in doc and _is_table(doc[section]):
@@ -146,10 +148,25 @@ def render(old_text: str | None, new: Mapping[str, Any], sections: Iterable[str]
         else:
             if section in doc:
                 del doc[section]
-            doc.add(section, _new_table(value, 1))
+            _insert_section(doc, section, _new_table(value, 1))
     text = tomlkit.dumps(doc)
     text = _space_new_headers(old_text, text)
     return text if text.endswith("\n") else text + "\n"
+
+
+SECTION_ORDER = ("version", "project", "defaults", "devices", "groups", "automations")
+
+
+def _insert_section(doc: Container, section: str, table: Table) -> None:
+    """A new section goes before the first section that comes after it in the usual order
+    (project, defaults, devices, groups, automations), else at the end."""
+    later = SECTION_ORDER[SECTION_ORDER.index(section) + 1:] if section in SECTION_ORDER else ()
+    keys = [k.key if k is not None else None for k, _ in doc.body]
+    for i, key in enumerate(keys):
+        if key in later and _is_table(doc.body[i][1]):
+            doc._insert_at(i, section, table)
+            return
+    doc.add(section, table)
 
 
 _HEADER_LINE = re.compile(r"^[ \t]*\[[^\n]*$", re.M)
@@ -162,12 +179,13 @@ def _space_new_headers(old_text: str, text: str) -> str:
     sep = "\n\n" if re.search(r"\n[ \t]*\n[ \t]*\[", old_text) or not old_headers else "\n"
     out: list[str] = []
     pos = 0
+    after_new = False
     for m in _HEADER_LINE.finditer(text):
-        if m.group(0).strip() in old_headers or m.start() == 0:
-            continue
-        before = text[pos : m.start()].rstrip("\n")
-        out.append(before + sep)
-        pos = m.start()
+        new = m.group(0).strip() not in old_headers
+        if (new or after_new) and m.start() > 0:
+            out.append(text[pos : m.start()].rstrip("\n") + sep)
+            pos = m.start()
+        after_new = new
     out.append(text[pos:])
     return "".join(out)
 
