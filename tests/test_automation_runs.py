@@ -6,18 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import uuid
 from pathlib import Path
 
 import pytest
 
 import engine_helpers
 from automation_helpers import make_project, q, run, script
+from engine_helpers import db_rows, nixdeck_bg, wait_for
 from nixdeck.core.automation import start
 from nixdeck.core.automation.errors import AutomationError
 from nixdeck.core.ops import all_operations
 from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.events import TaskChanged
 from nixdeck.core.tasks.model import TaskKind, TaskState
+from nixdeck.core.tasks.store import TaskStore
 
 OK = q(["true"])
 FAIL = q(["false"])
@@ -290,3 +295,24 @@ steps = [ {{ op = "run_command", with = {{ argv = {OK} }} }} ]
     assert parent.state == TaskState.COMPLETED
     with pytest.raises(AutomationError, match="unknown op 'teleport'"):
         asyncio.run(start.prepare(project, automation="broken"))
+
+
+def test_a_killed_run_becomes_interrupted_with_its_children(tmp_path: Path, data_dir: Path) -> None:
+    marker = f"nixdeck-auto-{uuid.uuid4().hex}"
+    project = make_project(tmp_path, f"""
+[automations.long]
+steps = [ {{ op = "run_command", with = {{ argv = {q(["sh", "-c", "sleep 300; :", marker])} }} }},
+          {{ op = "run_command", with = {{ argv = {OK} }} }} ]
+""")
+    with nixdeck_bg(data_dir, "auto", "--project", str(project), "run", "long") as proc:
+        wait_for(lambda: db_rows(data_dir, "SELECT 1 FROM processes WHERE pid IS NOT NULL AND argv LIKE ?",
+                                 (f"%{marker}%",)), "the step to run")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    store = TaskStore(data_dir)
+    try:
+        (parent,) = store.list_tasks(kinds=["automation"])
+        assert parent.state == TaskState.INTERRUPTED
+        assert [k.state for k in store.children(parent.id)] == [TaskState.INTERRUPTED]
+    finally:
+        store.close()
