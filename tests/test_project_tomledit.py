@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
 
 from nixdeck.core.project import Project
 from nixdeck.core.project.errors import InventoryFileError
-from nixdeck.core.project.inventory import MAX_DEPTH, from_json, parse_toml
+from nixdeck.core.project.inventory import MAX_DEPTH, Inventory, dump_toml, from_json, parse_toml, render_toml
+from test_project_inventory import inventories
 
 HAND_WRITTEN = """\
 # Our fleet. Reviewed in git: keep this header!
@@ -133,3 +135,32 @@ def test_deep_nesting_is_a_clear_error_never_a_recursion_error(depth: int) -> No
     with pytest.raises(InventoryFileError) as exc:
         from_json(deep_json)
     assert "nested more than" in str(exc.value)
+
+
+def _commented(text: str) -> str:
+    """The text with a comment line before every table and after every key line (as a user writes)."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("["):
+            out.append("# about " + line.strip("[]"))
+            out.append(line)
+        elif "=" in line and not line.startswith("#"):
+            out.append(line + "  # mine")
+        else:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+@settings(max_examples=80, deadline=None)
+@given(inventories, inventories)
+def test_any_edit_of_a_commented_file_says_exactly_the_new_inventory(a: Inventory, b: Inventory) -> None:
+    text = _commented(dump_toml(a))
+    new = render_toml(text, b)
+    assert parse_toml(new) == b
+    kept = [line for line in text.splitlines() if line.startswith("# about devices.")]
+    for line in kept:
+        name = line.removeprefix("# about devices.")
+        if name.strip('"') in b.devices or name in b.devices:
+            assert line in new, line  # a device that stays keeps the comment above it
+    if a.defaults == b.defaults and any(v is not None for v in a.defaults.model_dump().values()):
+        assert "# about defaults" in new
