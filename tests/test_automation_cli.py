@@ -77,6 +77,10 @@ def test_list_and_show(project: Path, data_dir: Path) -> None:
     assert json.loads(res.stdout)["groups"]["night"]["members"] == ["member"]
     res = nixdeck(data_dir, "auto", "--project", str(project), "show", "hello")
     assert res.returncode == 0 and "param times: a number from 1 to 3, default 1" in res.stdout
+    res = nixdeck(data_dir, "auto", "--project", str(project), "show", "--group", "night", "--json")
+    assert res.returncode == 0 and json.loads(res.stdout)["order"] == [["member"]]
+    res = nixdeck(data_dir, "auto", "--project", str(project), "show", "ghost")
+    assert res.returncode == 1 and "there is no automation 'ghost'" in res.stderr
 
 
 def test_run_params_and_exit_codes(project: Path, data_dir: Path) -> None:

@@ -39,8 +39,9 @@ def register(sub: Any) -> None:
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)
 
-    sh = a.add_parser("show", help="one automation: its definition, parameters and error")
-    sh.add_argument("name")
+    sh = a.add_parser("show", help="one automation (or with --group, a group): definition, parameters, error")
+    sh.add_argument("name", nargs="?")
+    sh.add_argument("--group", metavar="NAME")
     sh.add_argument("--json", action="store_true")
     sh.set_defaults(func=cmd_show)
 
@@ -128,9 +129,30 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _show_group(args: argparse.Namespace, cat: Catalog) -> int:
+    g = cat.group(args.group)
+    d = g.definition
+    data = {"name": g.name, "ok": g.ok, "error": g.error, "members": list(g.members),
+            "order": cat.levels(g.name), "refusal": cat.group_refusal(g.name), "definition": g.raw}
+    if args.json:
+        print_json(data)
+        return EXIT_OK
+    state = "BROKEN " + (g.error or "") if d is None else "active" if d.active else "frozen (active = false)"
+    print(f"group {g.name}: {state}" + (f" — {d.description}" if d and d.description else ""))
+    print("  order: " + (" → ".join("[" + ", ".join(level) + "]" for level in data["order"]) or "no members"))
+    if data["refusal"]:
+        print(f"  cannot run now: {data['refusal']}")
+    return EXIT_OK
+
+
 def cmd_show(args: argparse.Namespace) -> int:
+    if (args.name is None) == (args.group is None):
+        print("nixdeck auto show: name an automation or give --group NAME", file=sys.stderr)
+        return EXIT_USAGE
     try:
         _, cat = _catalog(args)
+        if args.group is not None:
+            return _show_group(args, cat)
         e = cat.entry(args.name)
     except (AutomationError, ProjectError) as exc:
         return _fail(args, exc)

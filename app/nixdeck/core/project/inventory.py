@@ -341,7 +341,8 @@ def dump_toml(inv: Inventory) -> str:
         parts.append(f"\n[devices.{_toml_key(name)}]\n" + "".join(line + "\n" for line in lines))
     text = "".join(parts)
     if inv.groups or inv.automations:  # written by tomlkit: nested values the flat writer does not do
-        text = tomledit.render(text, sections_data(inv), tomledit.AUTOMATION_SECTIONS, text)
+        flat = text
+        text = tomledit.render(flat, sections_data(inv), tomledit.AUTOMATION_SECTIONS, lambda: flat)
     return text
 
 
@@ -361,16 +362,21 @@ def render_toml(old_text: str | None, inv: Inventory, sections: tuple[str, ...] 
     """The file text for ``inv``: ``old_text`` edited in place (comments, order and blank lines kept;
     only ``sections`` touched), or a fresh file when there is none or an in-place edit cannot say
     exactly ``inv``."""
-    data = sections_data(inv)
-    fresh = dump_toml(inv)
-    text = tomledit.render(old_text, data, sections, fresh)
-    if text is not fresh:
+    used_fresh = False
+
+    def fresh() -> str:
+        nonlocal used_fresh
+        used_fresh = True
+        return dump_toml(inv)
+
+    text = tomledit.render(old_text, sections_data(inv), sections, fresh)
+    if not used_fresh:
         try:
             back: Inventory | None = parse_toml(text)
         except ProjectError:
             back = None
         if back != inv:
-            return fresh
+            return dump_toml(inv)
     return text
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import tomlkit
@@ -78,13 +78,20 @@ def _delete(table: Tableish, key: str) -> None:
         while body and body[-1][0] is None:
             tail.insert(0, body.pop()[1])
     keys = list(table)
+    at = keys.index(key)
     del table[key]
-    before = keys[keys.index(key) - 1] if keys.index(key) > 0 else None
-    if tail and any(isinstance(item, Comment) for item in tail) and before is not None and _is_table(table[before]):
+    if not tail or not any(isinstance(item, Comment) for item in tail):
+        return
+    before = keys[at - 1] if at > 0 else None
+    after = keys[at + 1] if at + 1 < len(keys) else None
+    if before is not None and _is_table(table[before]):
         body = table[before].value.body
         if body and body[-1][0] is None and isinstance(body[-1][1], Whitespace) and isinstance(tail[0], Whitespace):
             tail = tail[1:]
         body.extend((None, item) for item in tail)
+    elif after is not None and _is_table(table[after]):  # the first table went: its tail goes before the next header
+        nxt = table[after]
+        nxt.trivia.indent = "".join(item.as_string() for item in tail).lstrip("\n") + nxt.trivia.indent
 
 
 def _sync(table: Tableish, new: Mapping[str, Any], depth: int) -> None:
@@ -119,18 +126,18 @@ def _reorder(table: Tableish, order: list[str]) -> None:
         table.add(key, item)
 
 
-def render(old_text: str | None, new: Mapping[str, Any], sections: Iterable[str], fresh: str) -> str:
+def render(old_text: str | None, new: Mapping[str, Any], sections: Iterable[str], fresh: Callable[[], str]) -> str:
     """``old_text`` edited so that ``sections`` hold what ``new`` says (other sections untouched).
 
     ``new`` maps a section to its data (a missing or empty section is removed, except that an
-    existing empty table is kept). ``fresh`` is the text to use when there is no usable old text.
+    existing empty table is kept). ``fresh()`` gives the text to use when there is no usable old text.
     """
     if not old_text or not old_text.strip():
-        return fresh
+        return fresh()
     try:
         doc = tomlkit.parse(old_text)
     except Exception:  # noqa: BLE001 - tomlkit raises many kinds; the caller validated with tomllib
-        return fresh
+        return fresh()
     for section in sections:
         value = new.get(section)
         if section == "version":
