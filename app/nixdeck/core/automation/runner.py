@@ -198,6 +198,7 @@ class AutomationExec:
         self._save()
         if failed is not None:
             await self.steps(a.hooks.on_error, "on_error")
+            ctx.progress(None, f"stopped: {failed.split(': ', 1)[0]}")
             raise TaskFailed(failed)
         ctx.progress(1.0, f"{len(a.steps)} step(s) done")
 
