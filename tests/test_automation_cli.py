@@ -172,7 +172,8 @@ params = st.dictionaries(names, st.one_of(
     st.builds(lambda xs, desc: {"type": "list", "default": xs, "description": desc}, st.lists(text, max_size=3), text),
 ), max_size=3)
 steps = st.lists(st.one_of(
-    st.builds(lambda argv: {"op": "run_command", "with": {"argv": argv}}, st.lists(text, min_size=1, max_size=3)),
+    st.builds(lambda prog, args: {"op": "run_command", "with": {"argv": [prog, *args]}}, names,
+              st.lists(text, max_size=2)),
     st.builds(lambda d, f: {"op": "build", "with": {"devices": d}, "on_failure": f},
               st.sampled_from(["@all", "web1", ["web1", "@db"]]), st.sampled_from(["abort", "continue"])),
     st.builds(lambda n, w: {"name": n, "op": "flake_update", "with": {"inputs": ["nixpkgs"], "commit": w}},

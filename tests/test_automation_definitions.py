@@ -197,3 +197,15 @@ def test_the_readme_example_is_valid() -> None:
     cat = catalog.load(data["groups"], data["automations"])
     assert all(e.ok for e in cat.automations.values()), [e.error for e in cat.automations.values()]
     assert cat.levels("nightly") == [["update-and-build"], ["canary"]]
+
+
+@pytest.mark.parametrize(("step", "expected"), [
+    ({"op": "deploy", "with": {"devices": "@web", "action": "reboot"}}, "with: action: Input should be 'switch'"),
+    ({"op": "image", "with": {"devices": "web1", "format": "floppy"}}, "with: format: Input should be 'sd-card'"),
+    ({"op": "deploy", "with": {"devices": ["web1", "@db"], "waves": "1,x"}}, "wave 'x' is not a count or a percentage"),
+    ({"op": "ssh_command", "with": {"devices": "@all", "argv": ["true"], "limit": 0}}, "limit: Input should be greater"),
+])
+def test_literal_arguments_are_checked_when_the_file_is_read(step: dict[str, Any], expected: str) -> None:
+    cat = catalog.load({}, {"x": {"steps": [step]}})
+    assert cat.automations["x"].error is not None and expected in cat.automations["x"].error
+    assert cat.automations["x"].error.startswith(f"automation x: step #1 ({step['op']}): ")

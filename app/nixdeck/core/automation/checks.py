@@ -131,6 +131,8 @@ def _check_step(a: Automation, name: str, step: Step, label: str, earlier: Colle
             raise located(f"refers to step {s!r}, which is not an earlier step", name, label, "when")
         for p in sorted(expr.param_names(step.when) - set(a.params)):
             raise located(f"refers to parameter {p!r}, which is not declared", name, label, "when")
+    if step.op != "automation" and not refs.refs_in(step.with_):
+        _check_literal_args(step, name, label)
     targets = []
     if step.op == "automation" and isinstance(step.with_.get("name"), str) and "${" not in step.with_["name"]:
         targets.append(("with.name", step.with_["name"]))
@@ -139,6 +141,27 @@ def _check_step(a: Automation, name: str, step: Step, label: str, earlier: Colle
     for key, target in targets:
         if target not in automations:
             raise located(f"there is no automation {target!r}", name, label, key)
+
+
+def _check_literal_args(step: Step, name: str, label: str) -> None:
+    """Arguments without references are checked now, as the operation would check them (against
+    any devices: which exist is known only when it runs)."""
+    from nixdeck.core.tasks.errors import UserError
+
+    from .stepops import child_for
+
+    devices: dict[str, list[str]] = {"any-device": []}
+    for key in ("devices", "device"):
+        value = step.with_.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and item.startswith("@") and item != "@all":
+                devices[f"tagged-{len(devices)}"] = [item[1:]]
+            elif isinstance(item, str) and item and item != "@all":
+                devices[item] = []
+    try:
+        child_for(step.op, step.with_, "/", devices)
+    except UserError as e:
+        raise located(str(e), name, label) from None
 
 
 def _refs(value: Any, name: str, label: str | None, key: str) -> list[refs.Ref]:

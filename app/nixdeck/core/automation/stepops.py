@@ -96,7 +96,8 @@ def child_for(op: str, args: Mapping[str, Any], project_dir: str, devices: Mappi
     try:
         spec = _build(op, args, project_dir, devices, timeout)
     except ValidationError as e:
-        msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'with'}: {err['msg']}" for err in e.errors())
+        msgs = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'with'}: {str(err['msg']).removeprefix('Value error, ')}"
+                         for err in e.errors())
         raise UserError(f"with: {msgs}") from None
     return spec
 
