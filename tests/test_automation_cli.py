@@ -127,6 +127,12 @@ steps = [
 
 def test_enable_disable_and_group_freeze(project: Path, data_dir: Path) -> None:
     p = ["auto", "--project", str(project)]
+    res = nixdeck(data_dir, *p, "run", "--group", "night", "--dry-run", "--json")
+    assert res.returncode == 0, res.stderr
+    plan = json.loads(res.stdout)
+    assert plan["levels"] == [["member"]] and plan["members"]["member"]["steps"][0]["child"]["kind"] == "run_command"
+    assert "group night: [member]" in nixdeck(data_dir, *p, "run", "--group", "night", "--dry-run").stdout
+    assert task_count(data_dir) == 0
     assert nixdeck(data_dir, *p, "disable", "hello").returncode == 0
     res = nixdeck(data_dir, *p, "run", "hello")
     assert res.returncode == 2 and "is disabled (nixdeck auto enable hello)" in res.stderr
