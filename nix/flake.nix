@@ -26,7 +26,7 @@
           packages = [
             (pkgs.python3.withPackages (ps: with ps; [
               # the application's dependencies
-              pyside6 qasync asyncssh pydantic platformdirs orjson
+              pyside6 qasync asyncssh pydantic platformdirs orjson tomlkit cel-python
               # the test tools
               pytest pytest-qt pytest-timeout hypothesis mypy build setuptools wheel
             ]))

@@ -37,6 +37,8 @@ python3Packages.buildPythonApplication {
     pydantic
     platformdirs
     orjson
+    tomlkit
+    cel-python
   ];
 
   # nixpkgs ships the full PySide6 (same modules) rather than the PySide6-Essentials wheel.

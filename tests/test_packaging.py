@@ -42,6 +42,8 @@ PYPI_TO_NIXPKGS = {
     "pydantic": "pydantic",
     "platformdirs": "platformdirs",
     "orjson": "orjson",
+    "tomlkit": "tomlkit",
+    "cel-python": "cel-python",
 }
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -102,7 +104,7 @@ let
     licenses.mit = "mit";
     platforms.linux = [ "x86_64-linux" "aarch64-linux" ];
   };
-  names = [ "pyside6" "qasync" "asyncssh" "pydantic" "platformdirs" "orjson" "setuptools" "wheel"
+  names = [ "pyside6" "qasync" "asyncssh" "pydantic" "platformdirs" "orjson" "tomlkit" "cel-python" "setuptools" "wheel"
             "pytest" "pytest-qt" "pytest-timeout" "hypothesis" "mypy" "build" ];
   ps = genAttrs names (n: n) // {
     buildPythonApplication = a: a // { outPath = "/nix/store/stub-${a.pname}-${a.version}"; };

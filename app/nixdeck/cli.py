@@ -24,6 +24,7 @@ from nixdeck.core.tasks.model import SPECIAL_AUTHORS, current_author
 # so `nixdeck tasks list` does not pay for importing asyncssh. tests/test_cli_commands.py keeps
 # this table in step with what the modules register.
 COMMAND_MODULES = {
+    "auto": "auto",
     "build": "nix",
     "demo": "demo",
     "deploy": "deploy",

@@ -43,7 +43,7 @@ from nixdeck.core.tasks.procs import is_alive, signal_group, start_ticks
 from . import gitrepo
 from .errors import DemoAddressBusy, DemoError
 from .files import atomic_write
-from .inventory import INVENTORY_FILE
+from .inventory import INVENTORY_FILE, Inventory, read_inventory
 from .project import Change, Project
 from .resources import resource
 
@@ -245,9 +245,23 @@ def _trust_signing_key(fleet: SimFleet, public: str) -> None:
             atomic_write(conf, (text + line).encode(), backup=False)
 
 
+def _ship_automations(project: Project) -> Change:
+    """A demo copy made before automations shipped gets the shipped ones (only when it has none:
+    a user's own edits of them are never undone)."""
+    shipped = read_inventory(resource("demo") / INVENTORY_FILE)
+
+    def fn(inv: Inventory) -> tuple[Inventory, Change]:
+        if inv.groups or inv.automations:
+            return inv, Change("automations-added", "the demo's automations are there", changed=False)
+        new = inv.model_copy(update={"groups": shipped.groups, "automations": shipped.automations})
+        return new, Change("automations-added", "added the demo's automations", changed=new != inv)
+
+    return project.change_automations(fn)
+
+
 def _sync_inventory(project: Project, fleet: SimFleet, signing_key: Path) -> list[Change]:
     """Point the demo inventory at the running devices, the demo's client key and signing key."""
-    changes = [project.set_defaults({"identity_file": str(fleet.client_key)})]
+    changes = [_ship_automations(project), project.set_defaults({"identity_file": str(fleet.client_key)})]
     changes.append(project.set_project_settings({"signing_key": str(signing_key)}))
     for dev in fleet.devices:
         s = project.device(dev.name).settings

@@ -3,10 +3,12 @@
 Format: ``nixdeck.toml`` at the root of the flake. TOML because users edit it by hand and review it
 in git (one ``[devices.<name>]`` table per device gives small, readable diffs), comments are allowed,
 Python reads it with the standard ``tomllib`` and Nix with ``builtins.fromTOML`` — the project
-template maps tags to module lists from it. We write it with the small deterministic writer below
-(the schema is flat: strings, integers, booleans and lists of strings), so no new dependency.
-Comments in a file edited by hand are not kept when NixDeck rewrites it; the previous version is
-kept as ``nixdeck.toml.bak``.
+template maps tags to module lists from it. A new file is written by the small deterministic writer
+below; every later edit goes through ``tomledit`` (tomlkit), which changes only what changed, so the
+user's comments, order and blank lines survive. The previous version is kept as ``nixdeck.toml.bak``.
+``[groups.*]`` and ``[automations.*]`` are kept here as raw tables: ``core.automation`` validates
+them one by one, so a broken automation never stops the project from opening. Nesting deeper than
+``MAX_DEPTH`` is refused with a clear error (never a RecursionError).
 
 Loading is strict (``port = "22"`` is an error, not a silent conversion); values set through the API
 or the CLI are converted leniently first (``"2222"`` → 2222, ``"yes"`` → true). ``version`` is the
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,12 +29,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, TypeAdapter, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from . import validate
-from .errors import InvalidValue, InventoryFileError
+from . import tomledit, validate
+from .errors import InvalidValue, InventoryFileError, ProjectError
+from .migrations import migrate
+from .tomledit import nesting_depth
+from .tomlpos import locate_line
 
 INVENTORY_FILE = "nixdeck.toml"
-SCHEMA_VERSION = 1
 JSON_FORMAT = "nixdeck-inventory"
+MAX_DEPTH = 24  # tables and arrays inside each other; far beyond any real inventory
 
 Action = Literal["switch", "boot", "test", "dry-activate"]
 BuildOn = Literal["local", "target"]
@@ -129,6 +134,8 @@ class Inventory(_Model):
     project: ProjectSettings = ProjectSettings()
     defaults: Defaults = Defaults()
     devices: dict[str, DeviceEntry] = {}
+    groups: dict[str, Any] = {}  # validated by core.automation, one by one
+    automations: dict[str, Any] = {}
 
     @field_validator("devices")
     @classmethod
@@ -190,65 +197,6 @@ def effective(entry: DeviceEntry | None, defaults: Defaults) -> EffectiveSetting
     )
 
 
-# --- migrations ------------------------------------------------------------------------------
-
-_TARGET_RE = re.compile(r"(?:(?P<user>[^@]+)@)?(?P<host>\[[^\]]+\]|[^:]+|[^\[\]]+?)(?::(?P<port>\d+))?")
-
-
-def _split_target(target: str) -> dict[str, Any]:
-    """Split a v0 ``user@host:port`` target (IPv6 as ``[addr]:port`` or a bare address)."""
-    if target.count(":") > 1 and not target.startswith("[") and "@" not in target:
-        return {"host": target}
-    m = _TARGET_RE.fullmatch(target)
-    if m is None:
-        raise InventoryFileError(f"target: {target!r} is not user@host:port", field="target", value=target)
-    out: dict[str, Any] = {"host": m["host"].strip("[]")}
-    if m["user"]:
-        out["user"] = m["user"]
-    if m["port"]:
-        out["port"] = int(m["port"])
-    return out
-
-
-def _migrate_v0(data: dict[str, Any]) -> dict[str, Any]:
-    """v0 (early previews, no ``version`` key): ``target = "user@host:port"`` and a nested
-    ``[devices.<name>.deploy]`` table. v1 splits the target and flattens the deploy options."""
-    devices: dict[str, Any] = {}
-    for name, entry in dict(data.get("devices", {})).items():
-        if not isinstance(entry, dict):
-            devices[name] = entry
-            continue
-        new = {k: v for k, v in entry.items() if k not in ("target", "deploy")}
-        target = entry.get("target")
-        if isinstance(target, str):
-            new = {**_split_target(target), **new}
-        deploy = entry.get("deploy")
-        if isinstance(deploy, dict):
-            new.update(deploy)
-        devices[name] = new
-    return {**data, "version": 1, "devices": devices}
-
-
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {0: _migrate_v0}
-
-
-def migrate(data: dict[str, Any]) -> dict[str, Any]:
-    """Bring raw data (from TOML or JSON) to the current schema version."""
-    version = data.get("version", 0)
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise InventoryFileError(f"version: {version!r} is not a schema version", field="version", value=version)
-    if version > SCHEMA_VERSION:
-        raise InventoryFileError(
-            f"version: {version} is newer than this NixDeck understands ({SCHEMA_VERSION}); upgrade NixDeck",
-            field="version",
-            value=version,
-        )
-    while version < SCHEMA_VERSION:
-        data = MIGRATIONS[version](data)
-        version = data["version"]
-    return data
-
-
 # --- reading ---------------------------------------------------------------------------------
 
 
@@ -277,10 +225,20 @@ def _pydantic_error(exc: PydanticValidationError, text: str | None, path: Path |
     return InvalidValue(msg, field=field, value=value, line=line, path=path)
 
 
+def check_depth(data: Any, path: Path | None = None) -> None:
+    depth, where = nesting_depth(data, MAX_DEPTH)
+    if depth > MAX_DEPTH:
+        raise InventoryFileError(
+            f"{where.split('[')[0] or 'the inventory'}: nested more than {MAX_DEPTH} levels deep", path=path,
+            field=where.split("[")[0] or None,
+        )
+
+
 def inventory_from_data(data: Any, *, text: str | None = None, path: Path | None = None) -> Inventory:
     """Validate raw data (already parsed), migrating older versions."""
     if not isinstance(data, dict):
         raise InventoryFileError("the inventory must be a table/object", path=path)
+    check_depth(data, path)
     data = migrate(data)
     try:
         return Inventory.model_validate(data, strict=True)
@@ -296,6 +254,8 @@ def parse_toml(text: str, path: Path | None = None) -> Inventory:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
         line = int(m[1]) if m else None
         raise InventoryFileError(f"not valid TOML: {exc}", line=line, path=path) from None
+    except RecursionError:
+        raise InventoryFileError(f"not usable: nested more than {MAX_DEPTH} levels deep", path=path) from None
     return inventory_from_data(data, text=text, path=path)
 
 
@@ -313,32 +273,6 @@ def read_inventory(path: Path) -> Inventory:
         line = raw[: exc.start].count(b"\n") + 1
         raise InventoryFileError("not UTF-8 text", line=line, path=path) from None
     return parse_toml(text, path)
-
-
-_HEADER_RE = re.compile(r"\s*\[\s*([^\[\]]+?)\s*\]\s*(?:#.*)?$")
-_KEY_RE = re.compile(r"""\s*("(?:[^"\\]|\\.)*"|[A-Za-z0-9_-]+)\s*=""")
-
-
-def _unquote(key: str) -> str:
-    key = key.strip()
-    return str(json.loads(key)) if key.startswith('"') else key
-
-
-def locate_line(text: str, loc: tuple[str, ...]) -> int | None:
-    """Best-effort 1-based line of a dotted field in TOML text (tables and ``key =`` lines)."""
-    table: tuple[str, ...] = ()
-    best: int | None = None
-    for n, line in enumerate(text.splitlines(), 1):
-        h = _HEADER_RE.match(line)
-        if h:
-            table = tuple(_unquote(k) for k in re.findall(r'"(?:[^"\\]|\\.)*"|[^.\s]+', h[1]))
-            if table == loc or (best is None and loc[: len(table)] == table and table):
-                best = n
-            continue
-        k = _KEY_RE.match(line)
-        if k and table + (_unquote(k[1]),) == loc[: len(table) + 1]:
-            return n
-    return best
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -405,7 +339,45 @@ def dump_toml(inv: Inventory) -> str:
     for name, entry in inv.devices.items():
         lines = _table_lines(entry)
         parts.append(f"\n[devices.{_toml_key(name)}]\n" + "".join(line + "\n" for line in lines))
-    return "".join(parts)
+    text = "".join(parts)
+    if inv.groups or inv.automations:  # written by tomlkit: nested values the flat writer does not do
+        flat = text
+        text = tomledit.render(flat, sections_data(inv), tomledit.AUTOMATION_SECTIONS, lambda: flat)
+    return text
+
+
+def sections_data(inv: Inventory) -> dict[str, Any]:
+    """The inventory as the plain data the file holds (unset fields left out)."""
+    return {
+        "version": inv.version,
+        "project": _set_fields(inv.project),
+        "defaults": _set_fields(inv.defaults),
+        "devices": {name: _set_fields(entry) for name, entry in inv.devices.items()},
+        "groups": inv.groups,
+        "automations": inv.automations,
+    }
+
+
+def render_toml(old_text: str | None, inv: Inventory, sections: tuple[str, ...] = tomledit.INVENTORY_SECTIONS) -> str:
+    """The file text for ``inv``: ``old_text`` edited in place (comments, order and blank lines kept;
+    only ``sections`` touched), or a fresh file when there is none or an in-place edit cannot say
+    exactly ``inv``."""
+    used_fresh = False
+
+    def fresh() -> str:
+        nonlocal used_fresh
+        used_fresh = True
+        return dump_toml(inv)
+
+    text = tomledit.render(old_text, sections_data(inv), sections, fresh)
+    if not used_fresh:
+        try:
+            back: Inventory | None = parse_toml(text)
+        except ProjectError:
+            back = None
+        if back != inv:
+            return dump_toml(inv)
+    return text
 
 
 # --- JSON export / import --------------------------------------------------------------------
@@ -429,6 +401,8 @@ def from_json(text: str, path: Path | None = None) -> Inventory:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InventoryFileError(f"not valid JSON: {exc.msg}", line=exc.lineno, path=path) from None
+    except RecursionError:
+        raise InventoryFileError(f"not usable: nested more than {MAX_DEPTH} levels deep", path=path) from None
     if isinstance(data, dict):
         fmt = data.pop("format", JSON_FORMAT)
         if fmt != JSON_FORMAT:

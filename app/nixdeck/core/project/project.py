@@ -26,10 +26,11 @@ from nixdeck.core.jsondepth import JsonTooDeep, check_depth
 
 from . import gitrepo, inventory, validate
 from .errors import InvalidValue, InventoryFileError, ProjectError, UnknownDevice
-from .files import atomic_write
+from .files import atomic_write, read_optional
 from .flake import Discovery, FlakeDevice, discover
 from .inventory import INVENTORY_FILE, DeviceEntry, EffectiveSettings, Inventory
 from .resources import resource
+from .tomledit import AUTOMATION_SECTIONS, INVENTORY_SECTIONS
 
 T = TypeVar("T")
 TEMPLATE = "new-project"
@@ -232,15 +233,24 @@ class Project:
 
     # --- changes ---------------------------------------------------------------------------------
 
-    def _mutate(self, fn: Callable[[Inventory], tuple[Inventory, Change]]) -> Change:
+    def _mutate(
+        self, fn: Callable[[Inventory], tuple[Inventory, Change]], sections: tuple[str, ...] = INVENTORY_SECTIONS
+    ) -> Change:
+        """Re-read, change, and write back only ``sections`` (the user's layout and comments kept)."""
         with _dir_lock(self.path):
             current = inventory.read_inventory(self.inventory_path)  # broken file: error, nothing written
             new, change = fn(current)
             if change.changed:
-                atomic_write(self.inventory_path, inventory.dump_toml(new).encode("utf-8"))
+                old = read_optional(self.inventory_path)
+                old_text = old.decode("utf-8") if old is not None else None
+                atomic_write(self.inventory_path, inventory.render_toml(old_text, new, sections).encode("utf-8"))
             self.inventory = new if change.changed else current
         self._merge()
         return change
+
+    def change_automations(self, fn: Callable[[Inventory], tuple[Inventory, Change]]) -> Change:
+        """An edit of ``[groups.*]`` / ``[automations.*]`` only (``core.automation`` validates first)."""
+        return self._mutate(fn, AUTOMATION_SECTIONS)
 
     def _entry_for(self, inv: Inventory, name: str) -> DeviceEntry:
         """The entry of a known device (an empty one if it has none yet)."""
@@ -365,7 +375,9 @@ class Project:
 
         def fn(inv: Inventory) -> tuple[Inventory, Change]:
             summary = f"imported the inventory ({len(imported.devices)} devices)" + (f" from {source}" if source else "")
-            return imported, Change("inventory-imported", summary, tuple(imported.devices), changed=imported != inv)
+            # groups and automations have their own export/import (nixdeck auto): kept as they are
+            new = imported.model_copy(update={"groups": inv.groups, "automations": inv.automations})
+            return new, Change("inventory-imported", summary, tuple(imported.devices), changed=new != inv)
 
         return self._mutate(fn)
 
@@ -396,7 +408,9 @@ class Project:
                 (root / "devices" / f"{name}.nix").write_text(device_template.replace("@name@", name), encoding="utf-8")
             inv = inventory.read_inventory(root / INVENTORY_FILE)
             inv = inv.model_copy(update={"devices": {**inv.devices, **{n: DeviceEntry() for n in devices}}})
-            atomic_write(root / INVENTORY_FILE, inventory.dump_toml(inv).encode("utf-8"), backup=False)
+            template_text = (root / INVENTORY_FILE).read_text(encoding="utf-8")
+            text = inventory.render_toml(template_text, inv)
+            atomic_write(root / INVENTORY_FILE, text.encode("utf-8"), backup=False)
             if git:
                 await gitrepo.init_and_commit(root, "New NixDeck project")
         except BaseException:

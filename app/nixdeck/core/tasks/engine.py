@@ -264,8 +264,12 @@ class TaskEngine:
         project: str | None = None,
         author: str | None = None,
         state: TaskState = TaskState.COMPLETED,
+        parent_id: int | None = None,
+        error: str | None = None,
+        phase: str = "",
     ) -> int:
-        """An immediate record-only task (e.g. "device added"): stored finished, optionally silent."""
+        """An immediate record-only task (e.g. "device added"): stored finished, optionally silent.
+        With ``parent_id`` it is a finished child (e.g. an automation's ``skipped`` step)."""
         sub = details if isinstance(details, Submission) else RecordSubmission(**(details or {}))
         secrets = secret_values(sub)
         title = scrub(title, secrets)
@@ -275,7 +279,8 @@ class TaskEngine:
                 kind=kind, title=title, state=state, author=author or self.author, created=now, started=now,
                 ended=now, devices=list(devices), silent=silent, submission=scrub_data(redact(sub), secrets),
                 result=scrub_data(result or {}, secrets),
-                project=project, timeout=None,
+                project=project, timeout=None, parent_id=parent_id,
+                error=scrub(error, secrets) if error else error, phase=scrub(phase, secrets),
             )
         )
         self.bus.emit(TaskCreated(task))
@@ -340,7 +345,8 @@ class TaskEngine:
         kids = self.store.children(task_id)
         warnings = self._live[task_id].warnings
         if kids:
-            final = derive_parent_state(final, [k.state for k in kids], bool(warnings))
+            derived = op.final_state(self._live[task_id], final, kids, bool(warnings))
+            final = derived if derived is not None else derive_parent_state(final, [k.state for k in kids], bool(warnings))
             if final in FAILED_STATES and error is None:
                 bad = [k for k in kids if k.state in FAILED_STATES]
                 error = f"{len(bad)} of {len(kids)} failed: " + ", ".join(k.title for k in bad[:5])

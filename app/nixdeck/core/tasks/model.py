@@ -24,6 +24,7 @@ class TaskState(StrEnum):
     TIMED_OUT = "timed_out"
     CANCELED = "canceled"
     INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"  # never ran: its condition was false, a cache hit or an earlier failure skipped it
 
     @property
     def terminal(self) -> bool:
@@ -46,6 +47,7 @@ TERMINAL_STATES = frozenset(
         TaskState.TIMED_OUT,
         TaskState.CANCELED,
         TaskState.INTERRUPTED,
+        TaskState.SKIPPED,
     }
 )
 ACTIVE_STATES = frozenset(set(TaskState) - TERMINAL_STATES)
@@ -67,6 +69,7 @@ class TaskKind(StrEnum):
     RUN_COMMAND = "run_command"
     RECORD = "record"
     PROBE_DEVICES = "probe_devices"
+    AUTOMATION = "automation"
 
 
 SPECIAL_AUTHORS = ("scheduler", "automation")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from nixdeck.core.tasks.errors import UserError
-from nixdeck.core.tasks.model import TaskRecord
+from nixdeck.core.tasks.model import TaskRecord, TaskState
 from nixdeck.core.tasks.submission import EmptySubmission, Submission
 
 if TYPE_CHECKING:
@@ -34,6 +35,13 @@ class Operation:
 
     async def run(self, ctx: TaskContext) -> None:
         raise NotImplementedError
+
+    def final_state(
+        self, task: TaskRecord, own: TaskState, children: Sequence[TaskRecord], has_warnings: bool
+    ) -> TaskState | None:
+        """A parent's final state from its children; None: the engine's rule (``derive_parent_state``).
+        An automation run overrides it (a retried step's failed attempt does not fail the run)."""
+        return None
 
     def rerun_failed(self, submission: Submission, failed_children: list[TaskRecord]) -> Submission:
         """The submission that re-runs only the failed children of a parent task."""
