@@ -31,7 +31,7 @@ from nixdeck.core.fleet import closure_query
 from nixdeck.core.fleet.closure import ClosureDiff, diff_closures
 from nixdeck.core.nix.commands import BuildSettings, NixCommands
 from nixdeck.core.nix.messages import strip_ansi
-from nixdeck.core.ops import activation, deploy_recovery
+from nixdeck.core.ops import activation, deploy_recovery, health
 from nixdeck.core.ops.nixrun import (
     NixBuildFailed,
     NixRun,
@@ -240,18 +240,22 @@ class DeployDevice(Operation):
     async def _deploy(
         self, ctx: TaskContext, sub: DeployDeviceSubmission, tail: collections.deque[str], result: dict[str, Any]
     ) -> None:
-        ctx.plan(JOB, (*STEPS, "reboot") if sub.reboot else STEPS)
         project = await open_project(sub.project_dir)
         try:
             settings = device_settings(project, sub.device)
             target = device_target(project, sub.device)
         except UserError as e:
+            ctx.plan(JOB, STEPS)
             ctx.skip_remaining(JOB, f"not started: {e}")
             raise
         action = sub.action or settings.action
+        reboot = sub.reboot or (settings.reboot and action == "boot")
         confirm_on = activation.has_confirm(action) and settings.confirm
+        checks = settings.health_checks if action in activation.CONFIRMED_ACTIONS else ()
+        steps = [*STEPS[:-1], *(["health"] if checks else []), STEPS[-1], *(["reboot"] if reboot else [])]
+        ctx.plan(JOB, steps)
         result["action"] = action
-        if sub.reboot and action != "boot":
+        if reboot and action != "boot":
             ctx.skip_remaining(JOB, "not started: a reboot goes with action boot")
             raise UserError(f"{sub.device}: reboot=true needs action boot (the device's action is {action})")
 
@@ -298,7 +302,8 @@ class DeployDevice(Operation):
             async with ctx.step("activate", job=JOB, detail=action) as step:
                 phase(f"activating ({action})", 0.7)
                 status = await act.start(
-                    ctx, session, wait_s=(window if confirm_on else 0.0) + activation.DECISION_MARGIN,
+                    ctx, session, wait_s=(window if confirm_on else 0.0) + health.budget(checks)
+                    + activation.DECISION_MARGIN,
                     rollback_on=settings.rollback, job=JOB, tail=tail,
                 )  # fmt: skip
                 _record_before(result, status)
@@ -317,6 +322,24 @@ class DeployDevice(Operation):
                     step.detail(f"{action}: some units failed: {units}")
                     step.warn(f"{sub.device}: {action} succeeded but some units failed: {units}")
             await _record_diff(diffing, diff_step, result)
+            if checks:
+                async with ctx.step("health", job=JOB, detail=", ".join(c.name for c in checks)) as step:
+                    phase(f"health checks: {', '.join(c.name for c in checks)}", 0.85)
+                    failure = await health.run_checks(ctx, session, checks, job=JOB, tail=tail)
+                    if failure is not None:
+                        limit = activation.SETTLE_LIMIT
+                        await act.decide(session, "rollback" if settings.rollback else "keep", failure, wait=limit)
+                        final = act.status if act.status.final is not None else await act.settle(session)
+                        _record_after(result, final)
+                        result["health"] = {"failed": failure}
+                        if not settings.rollback:
+                            result["outcome"] = "unhealthy"
+                            raise TaskFailed(f"{failure}; rollback is off for this device (setting rollback=false)")
+                        result["outcome"] = "rolled back" if final.final == "rolled-back" else "rollback failed"
+                        step.detail(final.summary())
+                        raise TaskFailed(f"{failure}; {final.summary()}")
+                    step.detail(f"{len(checks)} passed: {', '.join(c.name for c in checks)}")
+                    result["health"] = {"passed": [c.name for c in checks]}
             if not confirm_on:
                 async with ctx.step("confirm", job=JOB, detail=f"skipped: {activation.no_confirm_reason(action)}"):
                     won = await act.decide(session, "keep", wait=activation.SETTLE_LIMIT)
@@ -326,7 +349,7 @@ class DeployDevice(Operation):
                     result["outcome"] = "rolled back" if final.final == "rolled-back" else "failed"
                     raise TaskFailed(f"the device did not keep the new system: {final.summary()}")
                 result["outcome"] = "activated"
-                if sub.reboot:
+                if reboot:
                     async with ctx.step("reboot", job=JOB) as step:
                         phase(f"rebooting (waiting up to {sub.reboot_timeout:g} s for the new system)", 0.95)
                         booted = await activation.reboot_into(session, target, known_hosts(ctx), path,

@@ -29,6 +29,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, TypeAdapter, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from nixdeck.core.fleet.health import HealthCheck, merge_checks
+
 from . import tomledit, validate
 from .errors import InvalidValue, InventoryFileError, ProjectError
 from .migrations import migrate
@@ -59,6 +61,8 @@ class DeploySettings(_Model):
     confirm_timeout: int | None = None
     build_on: BuildOn | None = None
     substitute_on_destination: bool | None = None
+    reboot: bool | None = None  # with action boot: reboot after activation, wait for the new system
+    health_checks: list[HealthCheck] | None = None  # see core.fleet.health
 
     @field_validator("user")
     @classmethod
@@ -127,6 +131,12 @@ class ProjectSettings(_Model):
         return None if v is None else validate.path_value(v, "signing_key")
 
 
+class TagSettings(_Model):
+    """``[tags.<tag>]``: what every device with the tag gets (health checks, for now)."""
+
+    health_checks: list[HealthCheck] = []
+
+
 class Inventory(_Model):
     """The whole file."""
 
@@ -134,6 +144,7 @@ class Inventory(_Model):
     project: ProjectSettings = ProjectSettings()
     defaults: Defaults = Defaults()
     devices: dict[str, DeviceEntry] = {}
+    tags: dict[str, TagSettings] = {}
     groups: dict[str, Any] = {}  # validated by core.automation, one by one
     automations: dict[str, Any] = {}
 
@@ -155,6 +166,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "confirm_timeout": 30,
     "build_on": "local",
     "substitute_on_destination": False,
+    "reboot": False,
 }
 DEVICE_FIELDS = tuple(DeviceEntry.model_fields)
 DEFAULT_FIELDS = tuple(Defaults.model_fields)
@@ -176,6 +188,8 @@ class EffectiveSettings:
     confirm_timeout: int
     build_on: BuildOn
     substitute_on_destination: bool
+    reboot: bool = False
+    health_checks: tuple[HealthCheck, ...] = ()
 
     @property
     def target(self) -> str | None:
@@ -183,17 +197,21 @@ class EffectiveSettings:
         return None if self.host is None else f"{self.user}@{self.host}"
 
 
-def effective(entry: DeviceEntry | None, defaults: Defaults) -> EffectiveSettings:
-    """Overlay a device entry on the project defaults and the built-in defaults."""
+def effective(
+    entry: DeviceEntry | None, defaults: Defaults, tags: Mapping[str, TagSettings] | None = None
+) -> EffectiveSettings:
+    """Overlay a device entry on the project defaults and the built-in defaults (health checks
+    add up: defaults, the device's tags, the device's own)."""
     values: dict[str, Any] = {}
     for name, builtin in BUILTIN_DEFAULTS.items():
         mine = getattr(entry, name) if entry is not None else None
         inherited = getattr(defaults, name)
         values[name] = mine if mine is not None else inherited if inherited is not None else builtin
+    device_tags = tuple(entry.tags) if entry is not None else ()
+    checks = merge_checks(defaults.health_checks, *((tags or {}).get(t, TagSettings()).health_checks
+                                                   for t in device_tags), entry.health_checks if entry else None)
     return EffectiveSettings(
-        host=entry.host if entry is not None else None,
-        tags=tuple(entry.tags) if entry is not None else (),
-        **values,
+        host=entry.host if entry is not None else None, tags=device_tags, health_checks=checks, **values
     )
 
 
@@ -304,8 +322,12 @@ def _toml_value(v: object) -> str:
         return str(v)
     if isinstance(v, str):
         return _toml_string(v)
+    if isinstance(v, float):
+        return repr(v)
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # an inline table (a health check)
+        return "{ " + ", ".join(f"{_toml_key(str(k))} = {_toml_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
@@ -340,9 +362,9 @@ def dump_toml(inv: Inventory) -> str:
         lines = _table_lines(entry)
         parts.append(f"\n[devices.{_toml_key(name)}]\n" + "".join(line + "\n" for line in lines))
     text = "".join(parts)
-    if inv.groups or inv.automations:  # written by tomlkit: nested values the flat writer does not do
+    if inv.groups or inv.automations or inv.tags:  # written by tomlkit: nested tables the flat writer does not do
         flat = text
-        text = tomledit.render(flat, sections_data(inv), tomledit.AUTOMATION_SECTIONS, lambda: flat)
+        text = tomledit.render(flat, sections_data(inv), (*tomledit.AUTOMATION_SECTIONS, "tags"), lambda: flat)
     return text
 
 
@@ -353,6 +375,7 @@ def sections_data(inv: Inventory) -> dict[str, Any]:
         "project": _set_fields(inv.project),
         "defaults": _set_fields(inv.defaults),
         "devices": {name: _set_fields(entry) for name, entry in inv.devices.items()},
+        "tags": {name: _set_fields(t) for name, t in inv.tags.items()},
         "groups": inv.groups,
         "automations": inv.automations,
     }

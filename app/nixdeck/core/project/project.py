@@ -192,7 +192,7 @@ class Project:
         entries = inv.devices
         if self.discovery is None:
             self.devices = [
-                Device(n, DeviceState.NOT_EVALUATED, None, None, e, inventory.effective(e, inv.defaults))
+                Device(n, DeviceState.NOT_EVALUATED, None, None, e, inventory.effective(e, inv.defaults, inv.tags))
                 for n, e in entries.items()
             ]
             self.orphans = []
@@ -205,7 +205,7 @@ class Project:
                 d.host_name,
                 d.error,
                 entries.get(d.name),
-                inventory.effective(entries.get(d.name), inv.defaults),
+                inventory.effective(entries.get(d.name), inv.defaults, inv.tags),
             )
             for d in self.discovery.devices
         ]
@@ -216,7 +216,7 @@ class Project:
                 None,
                 f"no nixosConfigurations.{n} in the flake any more",
                 e,
-                inventory.effective(e, inv.defaults),
+                inventory.effective(e, inv.defaults, inv.tags),
             )
             for n, e in entries.items()
             if n not in flake

@@ -21,7 +21,7 @@ from tomlkit.container import Container
 from tomlkit.items import AoT, Comment, Item, Table, Whitespace
 
 #: The inventory sections a device/defaults/project edit owns.
-INVENTORY_SECTIONS = ("version", "project", "defaults", "devices")
+INVENTORY_SECTIONS = ("version", "project", "defaults", "devices", "tags")
 #: The sections an automation edit owns.
 AUTOMATION_SECTIONS = ("groups", "automations")
 
