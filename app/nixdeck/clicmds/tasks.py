@@ -117,7 +117,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     t = d["task"]
     w = sys.stdout.write
     w(f"Task {t['id']}: {t['title']}\n")
-    for k in ("kind", "state", "author", "devices", "parent_id", "origin_id", "forced", "created", "started",
+    for k in ("kind", "state", "phase", "author", "devices", "parent_id", "origin_id", "forced", "created", "started",
               "ended", "duration", "timeout", "attempt", "error"):
         v = t[k]
         if k == "duration":

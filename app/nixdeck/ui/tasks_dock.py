@@ -50,7 +50,7 @@ _STATE_CHOICES: list[tuple[str, tuple[str, ...]]] = [
     ("All states", ()),
     ("Active", tuple(s.value for s in TaskState if s in ACTIVE_STATES)),
     ("Failed or canceled", tuple(s.value for s in TaskState if s in FAILED_STATES or s == TaskState.CANCELED)),
-] + [(state_label(s), (s.value,)) for s in TaskState]
+] + [(state_label(s), (s.value,)) for s in TaskState if s != TaskState.SKIPPED]
 
 
 class ProgressDelegate(QStyledItemDelegate):

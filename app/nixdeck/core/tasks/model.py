@@ -11,7 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class TaskState(StrEnum):
-    """Lifecycle of a task. `pending` waits for a device lock or its parent, `queued` for a free slot."""
+    """Lifecycle of a task. `pending` waits for a device lock or its parent, `queued` for a free slot.
+
+    `skipped` is for steps only (a planned step that never ran); a task never ends `skipped`.
+    """
 
     PENDING = "pending"
     QUEUED = "queued"
@@ -24,6 +27,7 @@ class TaskState(StrEnum):
     TIMED_OUT = "timed_out"
     CANCELED = "canceled"
     INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"  # steps only: a planned step that never ran
 
     @property
     def terminal(self) -> bool:
@@ -46,6 +50,7 @@ TERMINAL_STATES = frozenset(
         TaskState.TIMED_OUT,
         TaskState.CANCELED,
         TaskState.INTERRUPTED,
+        TaskState.SKIPPED,
     }
 )
 ACTIVE_STATES = frozenset(set(TaskState) - TERMINAL_STATES)
