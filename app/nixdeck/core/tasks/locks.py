@@ -46,7 +46,7 @@ class DeviceLocks:
         self._holders: dict[str, int] = {}
 
     async def acquire(self, devices: Sequence[str], task_id: int = 0,
-                      on_wait: Callable[[str], None] | None = None) -> None:
+                      on_wait: Callable[[str], object] | None = None) -> None:
         """Lock every device (sorted, so two tasks never deadlock); `on_wait` hears why it waits."""
         taken: list[str] = []
         try:
@@ -62,7 +62,7 @@ class DeviceLocks:
             self.release(taken)
             raise
 
-    async def _flock(self, device: str, task_id: int, on_wait: Callable[[str], None] | None) -> None:
+    async def _flock(self, device: str, task_id: int, on_wait: Callable[[str], object] | None) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.dir / f"{device.replace('/', '_')}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         told = False

@@ -56,10 +56,10 @@ def _children_summary(kind: str, state: TaskState, kids: Sequence[TaskRecord]) -
 
 def _bad_step(state: TaskState, steps: Sequence[StepRecord]) -> StepRecord | None:
     """The step the task ended in: the last started one that did not complete."""
-    started = [s for s in steps if s.started is not None and not s.state.ok]
+    started = [s for s in steps if s.started is not None and not s.state.ok and s.state != TaskState.SKIPPED]
     same = [s for s in started if s.state == state]
     pick = same or started
-    return max(pick, key=lambda s: s.started or s.ended) if pick else None
+    return max(pick, key=lambda s: s.index) if pick else None
 
 
 def _ok_summary(task: TaskRecord, steps: Sequence[StepRecord]) -> str:
