@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QModelIndex
 
+from engine_helpers import nixdeck_bg
 from nixdeck.core.tasks.model import TaskRecord, TaskState, utcnow
 from nixdeck.core.tasks.store import TaskStore
+from nixdeck.core.tasks.watch import StoreWatcher
 from nixdeck.ui.tasks_dock import TasksDock
 from nixdeck.ui.tasks_model import Column, ProgressRole
 from ui_helpers import UiEnv, ui  # noqa: F401
@@ -47,3 +51,51 @@ def test_progress_bar_only_while_running_and_final_phase_after(ui: UiEnv) -> Non
     idx = m.task_index(tid, Column.PROGRESS)
     assert idx.data(ProgressRole) is None
     assert idx.data() == "canceled during run"
+
+
+def test_tasks_of_other_processes_appear_live_without_reading_the_table(ui: UiEnv, tmp_path: Path) -> None:  # noqa: F811
+    """A task started from the CLI shows up in the open window with its progress and its end; the
+    watcher asks SQLite one PRAGMA per tick and reads only new or foreign active rows."""
+    old = _add(ui.store, "Build old")
+    dock = TasksDock(ui.store, ui.engine, ui.bridge)
+    ui.bridge.watch_store(ui.store, interval_ms=50)
+    statements: list[str] = []
+    ui.store._conn.set_trace_callback(statements.append)
+    go = tmp_path / "go"
+    code = f"import os, time\nprint('started', flush=True)\nwhile not os.path.exists({str(go)!r}): time.sleep(0.05)"
+    look = TaskStore(ui.store.data_dir, recover=False)  # the test's own reads stay off the traced connection
+    with nixdeck_bg(ui.store.data_dir, "run", "--json", "--", sys.executable, "-c", code) as proc:
+        ui.wait_until(lambda: any(dock.state_of(t.id) == "running" for t in look.list_tasks() if t.id != old.id))
+        [tid] = [t.id for t in look.list_tasks() if t.id != old.id]
+        assert dock.model.task_index(tid).isValid()
+        go.touch()
+        ui.wait_until(lambda: dock.state_of(tid) == "completed")
+        proc.wait(60)
+    look.close()
+    assert dock.model.task_index(tid, Column.PROGRESS).data() == "exited 0"
+    ui.store._conn.set_trace_callback(None)
+    reads = [s for s in statements if "FROM tasks" in s and "WHERE" not in s]
+    assert reads == [], reads  # never the whole table
+    assert any("PRAGMA data_version" in s for s in statements)
+    assert ui.bridge.watcher is not None and ui.bridge.watcher.queries >= 2
+
+
+def test_store_watcher_reports_only_other_processes_writes(data_dir: Path) -> None:
+    a, b = TaskStore(data_dir), TaskStore(data_dir)
+    try:
+        w = StoreWatcher(a)
+        assert w.poll() == []
+        mine = a.insert_task(TaskRecord(kind="run_command", title="mine", state=TaskState.COMPLETED))
+        assert w.poll() == []  # this connection's own commits do not count
+        theirs = b.insert_task(TaskRecord(kind="run_command", title="theirs", state=TaskState.RUNNING))
+        evs = w.poll()
+        assert [(type(e).__name__, e.task.id) for e in evs] == [("TaskCreated", mine.id), ("TaskCreated", theirs.id)]
+        assert w.poll() == []
+        b.update_task(theirs.id, state=TaskState.COMPLETED, phase="exited 0")
+        [ev] = w.poll()
+        assert ev.task.id == theirs.id and ev.task.state == TaskState.COMPLETED and ev.task.phase == "exited 0"
+        b.update_task(theirs.id, title="no longer watched")  # ended: not read again
+        assert w.poll() == []
+    finally:
+        a.close()
+        b.close()

@@ -218,6 +218,7 @@ class NixDeckApp(QObject):
         self.store = TaskStore(self.data_dir)
         self.engine = TaskEngine(self.store, max_concurrent=max_concurrent)
         self.bridge = EngineBridge(self.engine)
+        self.bridge.watch_store(self.store)  # tasks the CLI or a scheduler starts appear live
         self.window = MainWindow(self.store, self.engine, self.bridge, self.settings)
         self.icon = app_icon()
         self.window.setWindowIcon(self.icon)

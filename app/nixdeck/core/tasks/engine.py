@@ -132,6 +132,10 @@ class TaskEngine:
             out["warnings"] = [scrub(w, secrets) for w in out["warnings"]]
         return out
 
+    def drives(self, task_id: int) -> bool:
+        """True while this engine runs the task (its events come from here, not from the store)."""
+        return task_id in self._live
+
     def live(self, task_id: int) -> TaskRecord:
         """The freshest record of a task (in memory while this engine runs it)."""
         return self._live.get(task_id) or self.store.get(task_id)
