@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QModelIndex
+from PySide6.QtWidgets import QPushButton
 
 from engine_helpers import nixdeck_bg
 from nixdeck.core.tasks.model import TaskRecord, TaskState, utcnow
@@ -99,3 +100,40 @@ def test_store_watcher_reports_only_other_processes_writes(data_dir: Path) -> No
     finally:
         a.close()
         b.close()
+
+
+def test_process_tab_shows_the_real_remote_connection(ui: UiEnv, tmp_path: Path) -> None:  # noqa: F811
+    from PySide6.QtWidgets import QApplication, QLabel, QPlainTextEdit
+
+    from nixdeck.core.ops.remote import openssh_argv
+    from nixdeck.core.ssh.options import SshTarget
+    from nixdeck.core.tasks.model import ProcessRecord
+    from nixdeck.ui.details import TaskDetailsWindow
+
+    t = _add(ui.store, "Run `uptime` on kiosk-1", kind="ssh_command", devices=["kiosk-1"], state=TaskState.FAILED,
+             error="`uptime` on kiosk-1 exited with code 2", result={"exit_code": 2})
+    target = SshTarget("127.0.0.11", 2222, "root", identity_file=tmp_path / "id_ed25519")
+    exact = "echo NIXDECK-PGID-0123456789abcdef=$$ >&2; exec uptime"
+    remote = {"via": "asyncssh", "connection": "root@127.0.0.11:2222", "identity_file": str(tmp_path / "id_ed25519"),
+              "host_key_type": "ssh-ed25519", "host_key_fingerprint": "SHA256:abcDEF123", "command": exact,
+              "known_hosts": str(tmp_path / "known_hosts"), "user": "root", "host": "127.0.0.11", "port": 2222}
+    p = ui.store.insert_process(ProcessRecord(task_id=t.id, argv=openssh_argv(target, tmp_path / "known_hosts", "uptime"),
+                                              started=utcnow()))
+    ui.store.update_process(p.id, remote=remote, ended=utcnow(), exit_code=2)
+    w = TaskDetailsWindow(ui.store, ui.engine, ui.bridge, t.id)
+    w.show()
+    w.show_tab("Process")
+    texts = [lbl.text() for lbl in w.processes.findChildren(QLabel)]
+    assert "root@127.0.0.11:2222 over SSH (asyncssh)" in texts
+    assert "ssh-ed25519 SHA256:abcDEF123" in texts
+    assert str(tmp_path / "id_ed25519") in texts
+    [box] = w.processes.findChildren(QPlainTextEdit, "remoteCommand")
+    assert box.toPlainText() == exact  # exactly what was sent, the process-group wrapper included
+    [field] = w.processes.command_fields
+    assert field.text().startswith("ssh -p 2222 -i ")
+    assert f"UserKnownHostsFile={tmp_path / 'known_hosts'}" in field.text()
+    assert field.text().endswith("root@127.0.0.11 -- uptime")
+    copy = [b for b in w.processes.findChildren(QPushButton) if b.text() == "Copy"][0]
+    copy.click()
+    assert QApplication.clipboard().text() == field.text()
+    w.grab().save(str(tmp_path / "process.png"))

@@ -153,6 +153,11 @@ def cmd_show(args: argparse.Namespace) -> int:
           f"{'  signal ' + str(p['signal']) if p['signal'] else ''}\n")
         if p["env"]:
             w("  env " + " ".join(f"{k}={v}" for k, v in p["env"].items()) + "\n")
+        if p.get("remote"):  # what really ran over asyncssh; the line above reproduces it with OpenSSH
+            r = p["remote"]
+            w(f"  ran on {r.get('connection')} ({r.get('via')}), key {r.get('identity_file') or 'agent/default'}, "
+              f"host key {r.get('host_key_type') or ''} {r.get('host_key_fingerprint') or '?'}\n"
+              f"  remote command {r.get('command')}\n")
         for stream in ("stdout", "stderr"):
             if p[f"{stream}_tail"]:
                 w(f"  {stream} ({p[f'{stream}_size']} bytes, {p[f'{stream}_path']}):\n")

@@ -31,7 +31,6 @@ from nixdeck.ui.details_panes import (
     JobsPane,
     MessagesPane,
     OverviewPane,
-    ProcessPane,
     StreamPane,
     derivation_rows,
     mono_font,
@@ -39,6 +38,7 @@ from nixdeck.ui.details_panes import (
 from nixdeck.ui.formatting import one_line
 from nixdeck.ui.icons import state_icon, state_label
 from nixdeck.ui.messages_model import PANE_LEVELS, MessagesModel
+from nixdeck.ui.process_pane import ProcessPane
 from nixdeck.ui.task_actions import can_cancel, can_rerun, can_rerun_failed, run_action
 
 

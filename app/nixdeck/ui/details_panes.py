@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListView,
     QPlainTextEdit,
     QPushButton,
@@ -32,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from nixdeck.core.tasks.model import JobRecord, ProcessRecord, TaskRecord
-from nixdeck.ui.formatting import fmt_duration, fmt_size, fmt_time, one_line
+from nixdeck.ui.formatting import fmt_duration, fmt_time, one_line
 from nixdeck.ui.icons import state_icon, state_label
 from nixdeck.ui.logview import LogView
 from nixdeck.ui.messages_model import DetailRole, LevelFilter, LocationRole, MessagesModel
@@ -281,66 +280,6 @@ class MessagesPane(QSplitter):
         text = str(index.data(LocationRole) or "") or str(index.data(DetailRole) or "")
         QApplication.clipboard().setText(text)
         return text
-
-
-class ProcessPane(QScrollArea):
-    """Each process of the task: argv as a copyable shell line, cwd, added env, exit."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWidgetResizable(True)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self._shown: list[dict[str, Any]] | None = None
-        self.command_fields: list[QLineEdit] = []
-        self.set_processes([])
-
-    def set_processes(self, procs: list[ProcessRecord]) -> None:
-        dumped = [p.model_dump() for p in procs]
-        if dumped == self._shown:
-            return
-        self._shown = dumped
-        inner = QWidget()
-        lay = QVBoxLayout(inner)
-        self.command_fields = []
-        if not procs:
-            lay.addWidget(QLabel("This task ran no local process."))
-        for p in procs:
-            where = " · ".join(x for x in (p.job, p.step) if x)
-            box = QGroupBox(f"Process {p.id}" + (f" · {where}" if where else "")
-                            + (f" · attempt {p.attempt}" if p.attempt > 1 else ""))
-            form = QFormLayout(box)
-            cmd = QLineEdit(shlex.join(p.argv))
-            cmd.setReadOnly(True)
-            cmd.setFont(mono_font())
-            cmd.setCursorPosition(0)
-            self.command_fields.append(cmd)
-            copy = QPushButton("Copy")
-            copy.setToolTip("Copy the command as a shell line")
-            copy.clicked.connect(lambda _=False, c=cmd: QApplication.clipboard().setText(c.text()))
-            row = QHBoxLayout()
-            row.addWidget(cmd, 1)
-            row.addWidget(copy)
-            form.addRow("Command:", row)
-            form.addRow("Working dir:", _value_label(p.cwd or "(NixDeck's own)"))
-            if p.env:
-                env = _value_label("\n".join(f"{k}={v}" for k, v in sorted(p.env.items())))
-                env.setFont(mono_font())
-                form.addRow("Added env:", env)
-            if p.ended is None and p.started is not None:
-                ended = "running" + (f" (pid {p.pid})" if p.pid else "")
-            elif p.signal:
-                ended = f"killed by signal {p.signal}"
-            else:
-                ended = f"exit code {p.exit_code}" if p.exit_code is not None else "did not start"
-            form.addRow("Outcome:", _value_label(ended))
-            form.addRow("Started:", _value_label(fmt_time(p.started, full=True)))
-            if p.ended:
-                form.addRow("Ended:", _value_label(fmt_time(p.ended, full=True)))
-            form.addRow("Output:", _value_label(f"stdout {fmt_size(p.stdout_size)}, stderr {fmt_size(p.stderr_size)}"
-                                                if p.ended else "streaming"))
-            lay.addWidget(box)
-        lay.addStretch(1)
-        self.setWidget(inner)
 
 
 class StreamPane(QWidget):

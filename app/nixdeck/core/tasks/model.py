@@ -137,7 +137,9 @@ class JobRecord(BaseModel):
 
 
 class ProcessRecord(BaseModel):
-    """One local process a task ran: the exact argv, where, with which added environment (redacted)."""
+    """One process a task ran: the exact argv, where, with which added environment (redacted).
+
+    A remote command has `remote` set (see core/ops/remote.py RemoteCommandLog)."""
 
     id: int = 0
     task_id: int
@@ -157,6 +159,9 @@ class ProcessRecord(BaseModel):
     stderr_path: str | None = None
     stdout_size: int = 0
     stderr_size: int = 0
+    # a remote command (no local process): user, host, port, identity, host key, the exact command
+    # string sent, and `argv` is then an OpenSSH command line that reproduces it
+    remote: dict[str, Any] = Field(default_factory=dict)
 
 
 class MessageRecord(BaseModel):

@@ -333,6 +333,7 @@ class TaskStore:
             d = dict(r)
             d["argv"] = json.loads(d["argv"])
             d["env"] = json.loads(d["env"])
+            d["remote"] = json.loads(d.get("remote") or "{}")
             out.append(ProcessRecord.model_validate(d))
         return out
 
