@@ -18,7 +18,7 @@ from nixdeck.clicmds.common import (
 )
 from nixdeck.core.tasks.context import tail_lines
 from nixdeck.core.tasks.engine import TaskEngine
-from nixdeck.core.tasks.model import TaskState
+from nixdeck.core.tasks.model import TaskState, project_key
 from nixdeck.core.tasks.procs import is_alive
 from nixdeck.core.tasks.store import TaskStore
 
@@ -32,6 +32,7 @@ def register(sub: Any) -> None:
     ls.add_argument("--kind", action="append")
     ls.add_argument("--device")
     ls.add_argument("--text")
+    ls.add_argument("--project", help="only the tasks of this project (a flake directory)")
     ls.add_argument("--limit", type=int, default=50)
     ls.add_argument("--all", action="store_true", help="include children and silent tasks")
     ls.add_argument("--json", action="store_true")
@@ -73,6 +74,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     tasks = store.list_tasks(
         states=args.state, kinds=args.kind, device=args.device, text=args.text,
         top_level=not args.all and not args.device, include_silent=args.all, limit=args.limit,
+        project=project_key(args.project) if args.project else None,
     )
     if args.json:
         print_json([t.summary_json() for t in tasks])

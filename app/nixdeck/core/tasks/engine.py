@@ -27,6 +27,7 @@ from nixdeck.core.tasks.model import (
     TaskRecord,
     TaskState,
     current_author,
+    project_key,
     utcnow,
 )
 from nixdeck.core.tasks.operation import Operation
@@ -185,6 +186,9 @@ class TaskEngine:
         if retries < 0:
             raise NixDeckError(f"retries must be 0 or more, not {retries}")
         author = author or self.author
+        project = project or getattr(submission, "project_dir", None)  # device history is per project
+        if project:
+            project = project_key(project)
         if author not in SPECIAL_AUTHORS and author != current_author() and author != self.author:
             raise NixDeckError(f"author must be the OS user or one of {', '.join(SPECIAL_AUTHORS)}")
         pid, ticks = self._identity
@@ -233,7 +237,7 @@ class TaskEngine:
             TaskRecord(
                 kind=kind, title=title, state=state, author=author or self.author, created=now, started=now,
                 ended=now, devices=list(devices), silent=silent, submission=redact(sub), result=result or {},
-                project=project, timeout=None,
+                project=project_key(project) if project else None, timeout=None,
             )
         )
         self.bus.emit(TaskCreated(task))

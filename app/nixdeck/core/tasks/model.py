@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -82,6 +83,12 @@ def current_author() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def project_key(path: str | os.PathLike[str]) -> str:
+    """How a task names its project: the flake directory's real absolute path, so one project is
+    one key however it was opened (relative path, symlink, `~`)."""
+    return os.path.realpath(os.path.expanduser(os.fspath(path)))
 
 
 def utcnow() -> datetime:
@@ -231,6 +238,7 @@ class TaskRecord(BaseModel):
             "ended": self.ended.isoformat() if self.ended else None,
             "duration": self.duration,
             "devices": self.devices,
+            "project": self.project,
             "forced": self.forced,
             "silent": self.silent,
             "error": self.error,
