@@ -106,6 +106,9 @@ def test_unreachable_no_target_and_changed_key_fail_alone_then_rerun_failed(worl
     assert key.state == TaskState.FAILED
     assert "HOST KEY CHANGED" in key.error and "nixdeck ssh trust node3 --replace" in key.error
     assert key.error.count("SHA256:") >= 2  # both fingerprints
+    hk = key.result["host_key"]  # for the window's own Trust host key action
+    assert hk["device"] == "node3" and hk["problem"] == "changed" and hk["offered"] in key.error
+    assert key.phase == "failed during copy"
     # nothing was copied to the device whose key changed
     store = changed.nix_dir / "store"
     assert not [p for p in (store.iterdir() if store.exists() else []) if "nixos-system-node3" in p.name]

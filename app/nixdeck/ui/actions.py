@@ -345,7 +345,17 @@ class ActionController:
         rows = self._targets("Trust host key")
         if rows is None:
             return
-        row = rows[0]
+        self.trust_row(rows[0])
+
+    def trust_device(self, name: str) -> None:
+        """Trust host key of a device by name (e.g. from a task that failed on its key)."""
+        i = self.window.model.row_of(name)
+        if i < 0:
+            self.window.show_status(f"Trust host key: {name} is not a device of the open project", 6000)
+            return
+        self.trust_row(self.window.model.device(i))
+
+    def trust_row(self, row: DeviceRow) -> None:
         if row.host is None:
             self.window.show_status(f"Trust host key: {row.name} has no target yet", 6000)
             return

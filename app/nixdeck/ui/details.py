@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 
 from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.errors import TaskNotFound
-from nixdeck.core.tasks.model import TaskRecord
+from nixdeck.core.tasks.model import MessageRecord, TaskRecord
 from nixdeck.core.tasks.store import TaskStore
 from nixdeck.ui.bridge import EngineBridge
 from nixdeck.ui.details_panes import (
@@ -35,7 +35,7 @@ from nixdeck.ui.details_panes import (
     derivation_rows,
     mono_font,
 )
-from nixdeck.ui.formatting import one_line
+from nixdeck.ui.formatting import for_window, one_line
 from nixdeck.ui.icons import state_icon, state_label
 from nixdeck.ui.messages_model import PANE_LEVELS, MessagesModel
 from nixdeck.ui.process_pane import ProcessPane
@@ -48,9 +48,12 @@ class TaskDetailsWindow(QWidget):
     Signals:
         openTask(int): the user asked for another task (parent, origin, child link, or the task a
             rerun just created); the main window opens its details.
+        trustHost(str): the user wants to trust the host key of this device (the task failed on it);
+            the main window runs its Trust host key action.
     """
 
     openTask = Signal(int)
+    trustHost = Signal(str)
 
     def __init__(
         self,
@@ -110,6 +113,18 @@ class TaskDetailsWindow(QWidget):
         self.message_panes: dict[str, MessagesPane] = {
             name: MessagesPane(self.messages, levels, name=name) for name, levels in PANE_LEVELS.items()
         }
+        self.host_key_bar = QWidget()
+        bar = QHBoxLayout(self.host_key_bar)
+        bar.setContentsMargins(4, 4, 4, 4)
+        self.host_key_label = QLabel()
+        self.host_key_label.setWordWrap(True)
+        self.trust_button = QPushButton("Trust host key…")
+        self.trust_button.clicked.connect(self._trust)
+        bar.addWidget(self.host_key_label, 1)
+        bar.addWidget(self.trust_button)
+        self.host_key_bar.hide()
+        self.message_panes["Errors"].insertWidget(0, self.host_key_bar)
+        self.message_panes["Errors"].setCollapsible(0, False)
         self.stdout = StreamPane("stdout")
         self.stderr = StreamPane("stderr")
         self.processes = ProcessPane()
@@ -176,6 +191,7 @@ class TaskDetailsWindow(QWidget):
             self._ticker.stop()
         elif t.started is not None and not self._ticker.isActive():
             self._ticker.start()
+        self._show_host_key(t)
         drvs = derivation_rows(t.result)
         if drvs and self.build_logs is None:
             self.build_logs = DerivationsPane()
@@ -196,9 +212,32 @@ class TaskDetailsWindow(QWidget):
         self.stdout.set_processes(procs, live)
         self.stderr.set_processes(procs, live)
 
+    def _show_host_key(self, t: TaskRecord) -> None:
+        """A refused host key: the Errors tab offers the window's own Trust host key action."""
+        hk = t.result.get("host_key")
+        if not (isinstance(hk, dict) and hk.get("device") and t.state.terminal and not t.state.ok):
+            self.host_key_bar.hide()
+            return
+        what = {"changed": "changed its host key", "unknown": "offers a host key NixDeck does not trust yet"}
+        offered = f" ({hk['offered']})" if hk.get("offered") else ""
+        self.host_key_label.setText(f"{hk['device']} {what.get(str(hk.get('problem')), 'was refused')}{offered}. "
+                                    "Verify the fingerprint on the device, then trust it here.")
+        self.trust_button.setText(f"Trust host key of {hk['device']}…")
+        self.host_key_bar.show()
+
+    def _trust(self) -> None:
+        hk = self.task.result.get("host_key")
+        if isinstance(hk, dict) and hk.get("device"):
+            self.trustHost.emit(str(hk["device"]))
+
     def _refresh_messages(self) -> None:
         self.messages.set_base(self.task.project)
-        self.messages.set_messages(self.store.messages(self.task_id))
+        msgs = self.store.messages(self.task_id)
+        t = self.task
+        if t.error and t.state.terminal and not t.state.ok and not any(m.message == t.error for m in msgs):
+            # NixDeck's own reason comes first, once: Nix's messages after it are its consequences
+            msgs = [MessageRecord(task_id=t.id, level="error", message=for_window(t.error), source="nixdeck"), *msgs]
+        self.messages.set_messages(msgs)
         for name, levels in PANE_LEVELS.items():
             n = self.messages.count(levels)
             i = self.tabs.indexOf(self.message_panes[name])

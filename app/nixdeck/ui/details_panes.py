@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from nixdeck.core.tasks.model import JobRecord, ProcessRecord, TaskRecord
-from nixdeck.ui.formatting import fmt_duration, fmt_time, one_line
+from nixdeck.ui.formatting import fmt_duration, fmt_time, for_window, one_line
 from nixdeck.ui.icons import state_icon, state_label
 from nixdeck.ui.logview import LogView
 from nixdeck.ui.messages_model import DetailRole, LevelFilter, LocationRole, MessagesModel
@@ -66,7 +66,7 @@ def _scroll(inner: QWidget) -> QScrollArea:
 
 
 # result keys shown in their own pane, not in the Result box
-RESULT_ELSEWHERE = ("derivations",)
+RESULT_ELSEWHERE = ("derivations", "host_key")  # build logs tab; the Errors tab's trust bar
 # what one entry of a per-device result shows, in this order (e.g. a fleet deploy's `devices`)
 _ENTRY_FIELDS = ("state", "outcome", "exit_code", "out_path", "store_path", "error", "failed_units")
 
@@ -173,16 +173,16 @@ class OverviewPane(QScrollArea):
         self._set("Attempt", f"{t.attempt} of {t.max_attempts}" if t.max_attempts > 1 else "")
         flags = [f for f, on in (("forced", t.forced), ("silent", t.silent)) if on]
         self._set("Flags", ", ".join(flags))
-        self._set("Error", t.error or "")
+        self._set("Error", for_window(t.error or ""))
         self._set("Warnings", "\n".join(f"• {w}" for w in t.warnings))
         if t.result != self._result:
-            self._show_result(t.result)
+            self._show_result(t.result, t.error)
 
     def update_duration(self, t: TaskRecord) -> None:
         d = t.duration
         self._set("Duration", fmt_duration(d) + (" (running)" if d is not None and not t.state.terminal else ""))
 
-    def _show_result(self, result: dict[str, Any]) -> None:
+    def _show_result(self, result: dict[str, Any], error: str | None = None) -> None:
         self._result = dict(result)
         while self.result_form.rowCount():
             self.result_form.removeRow(0)
@@ -190,6 +190,8 @@ class OverviewPane(QScrollArea):
         for key, value in result.items():
             if key in RESULT_ELSEWHERE or value is None:
                 continue
+            if key == "log" and isinstance(value, list) and error:  # the error is shown above, once
+                value = [v for v in value if not (isinstance(v, str) and v.removeprefix("error: ") == error)]
             text = result_text(value)
             row = QWidget()
             lay = QHBoxLayout(row)

@@ -359,6 +359,7 @@ class MainWindow(QMainWindow):
             win.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             win.setWindowFlag(Qt.WindowType.Window, True)
             win.openTask.connect(self.open_task_details)
+            win.trustHost.connect(self.commands.trust_device)
             win.destroyed.connect(lambda *_a, tid=task_id: self._details.pop(tid, None))
             self._details[task_id] = win
             win.resize(1000, 700)

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from nixdeck.core.project import Project, ProjectError, UnknownDevice
 from nixdeck.core.project.inventory import EffectiveSettings
-from nixdeck.core.ssh.errors import SshCommandTimeout, SshError
+from nixdeck.core.ssh.errors import HostKeyChanged, HostKeyError, HostKeyUnknown, SshCommandTimeout, SshError
 from nixdeck.core.ssh.knownhosts import KnownHosts, fingerprint
 from nixdeck.core.ssh.options import SshTarget
 from nixdeck.core.ssh.session import SshSession
@@ -92,9 +92,23 @@ def ssh_failure(err: SshError) -> TaskFailed:
     return UserError(str(err))
 
 
+def host_key_problem(err: HostKeyError, target: SshTarget) -> dict[str, Any]:
+    """A refused host key as a task result, so the window can offer its own Trust host key action."""
+    problem = "changed" if isinstance(err, HostKeyChanged) else "unknown" if isinstance(err, HostKeyUnknown) else "refused"
+    out: dict[str, Any] = {"device": target.name, "host": target.host, "port": target.port, "problem": problem}
+    if isinstance(err, HostKeyUnknown) and err.fingerprint:
+        out["offered"] = err.fingerprint
+    if isinstance(err, HostKeyChanged):
+        out["offered"], out["trusted"] = err.presented, list(err.known_fingerprints)
+    return out
+
+
 async def connect(ctx: TaskContext, target: SshTarget) -> SshSession:
     try:
         return await SshSession.open(target, known_hosts(ctx))
+    except HostKeyError as e:
+        ctx.set_result(host_key=host_key_problem(e, target))
+        raise ssh_failure(e) from None
     except SshError as e:
         raise ssh_failure(e) from None
 
