@@ -117,3 +117,38 @@ def test_host_key_failure_is_nixdecks_error_first_in_errors_with_a_trust_button(
         await until(lambda: nx._done is not None and nx._done.is_set(), "shutdown")
 
     run(qloop, scenario())
+
+
+@pytest.mark.qt_log_ignore("does not support raise", "propagateSizeHints")
+def test_inventory_edit_offers_a_reviewed_commit_of_nixdeck_toml(qloop, tmp_path: Path, data_dir: Path) -> None:  # noqa: F811
+    from fleet_fixtures import commit_all, git
+    from nixdeck.ui.inventory_commit import InventoryCommitDialog
+
+    flake = copy_fleet(tmp_path, salt="")
+    (flake / "nixdeck.toml").write_text('version = 1\n\n[devices.web1]\nhost = "10.0.0.1"\n')
+    commit_all(flake, "inventory")
+    nx = NixDeckApp(data_dir, project=str(flake))
+
+    async def scenario() -> None:
+        await nx.start()
+        w = nx.window
+        assert w.project is not None
+        change = w.project.tag(["web1"], "lab")
+        w.commands.inventory.record(w.project, change)
+        await until(lambda: w.banner.isVisible() and w.banner.action_button.isVisible(), "the commit offer")
+        assert w.banner.action_button.text() == "Commit…" and "not committed yet" in w.banner.label.text()
+        w.grab().save(str(tmp_path / "commit-offer.png"))
+        w.banner.action_button.click()
+        await until(lambda: isinstance(w.commands.dialog, InventoryCommitDialog), "the commit dialog")
+        dlg = w.commands.dialog
+        assert dlg.message.text() == f"NixDeck: {change.summary}"
+        assert '"lab"' in dlg.diff.toPlainText()
+        dlg.grab().save(str(tmp_path / "commit-dialog.png"))
+        dlg.commit_button.click()
+        await until(lambda: git(flake, "log", "-1", "--format=%s").strip() == f"NixDeck: {change.summary}",
+                    "the commit")
+        assert git(flake, "status", "--porcelain", "--untracked-files=no").strip() == ""
+        nx.quit_now()
+        await until(lambda: nx._done is not None and nx._done.is_set(), "shutdown")
+
+    run(qloop, scenario())

@@ -88,6 +88,8 @@ PROJECT_ACTIONS = (
     ActionSpec("import_inventory", "&Import inventory…", "", "Replace nixdeck.toml with a JSON export", None,
                toolbar=False),
     ActionSpec("export_inventory", "&Export inventory…", "", "Save the inventory as JSON", None, toolbar=False),
+    ActionSpec("commit_inventory", "&Commit inventory…", "",
+               "Review and commit NixDeck's edits of nixdeck.toml (only that file)", None, toolbar=False),
     ActionSpec("quit", "&Quit", "Ctrl+Q", "Quit NixDeck", None, toolbar=False),
 )
 
@@ -135,7 +137,7 @@ class ActionController:
         bar = w.menuBar()
         project = bar.addMenu("&Project")
         for n in ("open_project", "new_project", "reload_project", None, "project_settings", "import_inventory",
-                  "export_inventory", None, "quit"):
+                  "export_inventory", "commit_inventory", None, "quit"):
             if n is None:
                 project.addSeparator()
             else:
@@ -170,7 +172,7 @@ class ActionController:
     def update_enabled(self) -> None:
         has_project = self.window.project is not None
         for name in ("deploy", "update_flake", "build_image", "run_vm", "trust_host", "build", "reload_project",
-                     "add_device", "project_settings", "import_inventory", "export_inventory"):
+                     "add_device", "project_settings", "import_inventory", "export_inventory", "commit_inventory"):
             self.actions[name].setEnabled(has_project)
         selected = has_project and self.window.table.selectionModel().hasSelection()
         for name in ("edit_device", "tag_devices", "untag_devices", "remove_device"):

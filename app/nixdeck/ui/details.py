@@ -42,6 +42,22 @@ from nixdeck.ui.process_pane import ProcessPane
 from nixdeck.ui.task_actions import can_cancel, can_rerun, can_rerun_failed, run_action
 
 
+def collapse_repeats(msgs: list[MessageRecord]) -> list[MessageRecord]:
+    """Identical messages (e.g. the same Nix warning from each Nix call of a build) shown once, counted."""
+    out: list[MessageRecord] = []
+    counts: dict[tuple[str, str, str | None, int | None], int] = {}
+    for m in msgs:
+        key = (m.level, m.message, m.file, m.line)
+        if key in counts:
+            counts[key] += 1
+            continue
+        counts[key] = 1
+        out.append(m)
+    return [m if counts[(m.level, m.message, m.file, m.line)] == 1
+            else m.model_copy(update={"message": f"{m.message} (×{counts[(m.level, m.message, m.file, m.line)]})"})
+            for m in out]
+
+
 class TaskDetailsWindow(QWidget):
     """A top-level window showing one task.
 
@@ -237,7 +253,7 @@ class TaskDetailsWindow(QWidget):
         if t.error and t.state.terminal and not t.state.ok and not any(m.message == t.error for m in msgs):
             # NixDeck's own reason comes first, once: Nix's messages after it are its consequences
             msgs = [MessageRecord(task_id=t.id, level="error", message=for_window(t.error), source="nixdeck"), *msgs]
-        self.messages.set_messages(msgs)
+        self.messages.set_messages(collapse_repeats(msgs))
         for name, levels in PANE_LEVELS.items():
             n = self.messages.count(levels)
             i = self.tabs.indexOf(self.message_panes[name])

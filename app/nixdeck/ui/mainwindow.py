@@ -8,12 +8,13 @@ reference and reports a failure in the window instead of losing it.
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, Signal
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMainWindow,
     QMessageBox,
+    QPushButton,
     QTableView,
     QToolButton,
     QVBoxLayout,
@@ -51,7 +53,10 @@ MAX_ERRORS_IN_BOX = 5  # errors added to an open error message; later ones are o
 
 
 class Banner(QFrame):
-    """A slim in-window message line with a close button (notifications without a system tray)."""
+    """A slim in-window message line with an optional action button and a close button
+    (notifications without a system tray). It hides itself after `timeout_ms` unless hovered."""
+
+    TIMEOUT_MS = 20_000
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -59,22 +64,48 @@ class Banner(QFrame):
         self.label = QLabel()
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.action_button = QPushButton()
+        self.action_button.hide()
+        self.action_button.clicked.connect(self._on_action)
+        self._action: Callable[[], None] | None = None
         close = QToolButton()
         close.setText("✕")
         close.setAutoRaise(True)
+        close.setToolTip("Hide this message")
         close.clicked.connect(self.hide)
+        self.timer = QTimer(self)
+        self.timer.setSingleShot(True)
+        self.timer.timeout.connect(self._expire)
         row = QHBoxLayout(self)
         row.setContentsMargins(8, 4, 4, 4)
         row.addWidget(self.label, 1)
+        row.addWidget(self.action_button, 0, Qt.AlignmentFlag.AlignTop)
         row.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
         self.hide()
 
-    def show_message(self, text: str, bad: bool = False) -> None:
+    def show_message(self, text: str, bad: bool = False, *, action: tuple[str, Callable[[], None]] | None = None,
+                     timeout_ms: int | None = None) -> None:
         bg, fg = ("#fdecea", "#7a1c14") if bad else ("#e8f1fb", "#173b63")
         self.setStyleSheet(f"Banner {{ background: {bg}; border: 1px solid {fg}33; border-radius: 3px; }}"
                            f" QLabel {{ color: {fg}; }}")
         self.label.setText(text)
+        self._action = action[1] if action else None
+        self.action_button.setText(action[0] if action else "")
+        self.action_button.setVisible(action is not None)
+        self.timer.start(self.TIMEOUT_MS if timeout_ms is None else timeout_ms)
         self.show()
+
+    def _on_action(self) -> None:
+        act, self._action = self._action, None
+        self.hide()
+        if act is not None:
+            act()
+
+    def _expire(self) -> None:
+        if self.underMouse():  # being read: look again later
+            self.timer.start(5000)
+        else:
+            self.hide()
 
 
 class MainWindow(QMainWindow):
@@ -309,8 +340,10 @@ class MainWindow(QMainWindow):
     def show_status(self, text: str, timeout_ms: int = 6000) -> None:
         self.statusBar().showMessage(text, timeout_ms)
 
-    def show_banner(self, title: str, body: str, bad: bool = False) -> None:
-        self.banner.show_message(f"<b>{title}</b> — {body}".replace("\n", "<br>"), bad)
+    def show_banner(self, title: str, body: str, bad: bool = False, *,
+                    action: tuple[str, Callable[[], None]] | None = None) -> None:
+        self.banner.show_message(f"<b>{html.escape(title)}</b> — {html.escape(body)}".replace("\n", "<br>"), bad,
+                                 action=action)
         self.show_status(f"{title}: {body.splitlines()[0] if body else ''}", 10000)
 
     def show_error(self, title: str, text: str, exc: BaseException | None = None) -> None:

@@ -41,7 +41,7 @@ from nixdeck.core.tasks.submission import (
     scrub,
     secret_values,
 )
-from nixdeck.core.tasks.summary import final_phase, finish_steps
+from nixdeck.core.tasks.summary import add_counted, final_phase, finish_steps
 
 log = logging.getLogger(__name__)
 
@@ -367,8 +367,9 @@ class TaskEngine:
 
     # -- effects used by TaskContext ------------------------------------------------------------
     def _add_warning(self, task_id: int, message: str) -> None:
+        """A warning; one said again (e.g. by each Nix call of a build) is kept once, with a count."""
         t = self.live(task_id)
-        self._changed(task_id, warnings=[*t.warnings, message])
+        self._changed(task_id, warnings=add_counted(t.warnings, message))
 
     def _set_result(self, task_id: int, values: dict[str, Any]) -> None:
         t = self.live(task_id)

@@ -121,3 +121,19 @@ def finish_steps(steps: Sequence[StepRecord]) -> list[StepRecord]:
             continue
         changed.append(s)
     return changed
+
+
+_COUNT_RE = re.compile(r" \(×(\d+)\)$")
+
+
+def add_counted(warnings: Sequence[str], message: str) -> list[str]:
+    """`warnings` with `message` added, or its count raised when it is there already ("… (×3)")."""
+    out = list(warnings)
+    for i, w in enumerate(out):
+        m = _COUNT_RE.search(w)
+        base, n = (w[: m.start()], int(m.group(1))) if m else (w, 1)
+        if base == message:
+            out[i] = f"{message} (×{n + 1})"
+            return out
+    out.append(message)
+    return out
