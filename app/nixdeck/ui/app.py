@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -222,7 +222,8 @@ class NixDeckApp(QObject):
         self.window = MainWindow(self.store, self.engine, self.bridge, self.settings)
         self.icon = app_icon()
         self.window.setWindowIcon(self.icon)
-        self.notifier = TaskNotifier(self.icon, self.window.show_banner, self, min_seconds=notify_after)
+        self.notifier = TaskNotifier(self.icon, self._banner, self, min_seconds=notify_after,
+                                     open_task=self.window.open_task_details)
         self.bridge.tasksChanged.connect(self.notifier.on_tasks_changed)
         self.window.quitRequested.connect(self.request_quit)
         self.reporter = ExceptionReporter(self.window)
@@ -230,6 +231,9 @@ class NixDeckApp(QObject):
         self._shutting_down = False
         self._done: asyncio.Event | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
+
+    def _banner(self, title: str, body: str, bad: bool, open_task: Callable[[], None] | None) -> None:
+        self.window.show_banner(title, body, bad, action=("Open task", open_task) if open_task else None)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
