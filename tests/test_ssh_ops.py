@@ -153,3 +153,32 @@ def test_cli_trust_and_run(worlds: Worlds, capsys: pytest.CaptureFixture[str]) -
     assert out.splitlines().count("hi there") == 2
     payload = json.loads(out[out.index("[\n") :])
     assert payload[0]["kind"] == MANY and payload[0]["state"] == "completed"
+
+
+def test_app_log_at_info_has_nixdecks_lines_not_asyncssh_chatter(worlds: Worlds, tmp_path: Path) -> None:
+    import logging
+
+    from nixdeck.ui.app import setup_logging
+
+    world = worlds(["node1"], nodes=["node1"])
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    setup_logging(logdir, verbose=False)
+    try:
+        async def scenario(engine: TaskEngine) -> TaskRecord:
+            sub = SshCommandsSubmission(project_dir=world.project_dir, devices=["node1"], argv=["true"])
+            return await engine.wait(await engine.submit(MANY, sub))
+
+        assert world.run(scenario).state == TaskState.COMPLETED
+    finally:
+        for h in root.handlers[:]:
+            if h not in before:
+                root.removeHandler(h)
+                h.close()
+        root.setLevel(level)
+        logging.getLogger("asyncssh").setLevel(logging.NOTSET)
+    text = (logdir / "gui.log").read_text()
+    assert " INFO nixdeck.core.tasks.engine: task " in text and "ended completed" in text
+    assert " asyncssh" not in text, text[:2000]

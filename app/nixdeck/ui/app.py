@@ -52,6 +52,7 @@ ICON_PATH = _icon_path()
 LOCK_NAME = "gui.lock"
 EXIT_ALREADY_RUNNING = 3
 OPERATIONS_DELAY_MS = 50
+QUIET_LOGGERS = ("asyncssh", "qasync")
 
 
 def ui_settings(data_dir: Path) -> QSettings:
@@ -343,6 +344,10 @@ def setup_logging(data_dir: Path, verbose: bool) -> None:
     handler._nixdeck_gui = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # asyncssh logs every connection and channel at INFO (hundreds of lines per deploy): the app log
+    # at INFO carries NixDeck's own lines; --verbose shows asyncssh's too
+    for noisy in QUIET_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def no_display() -> bool:

@@ -213,6 +213,7 @@ class TaskEngine:
         self._live[task.id] = task
         self._originals[task.id] = submission
         self.bus.emit(TaskCreated(task))
+        log.info("task %s submitted: %s (%s) by %s", task.id, task.title, kind, author)
         self._drivers[task.id] = asyncio.get_running_loop().create_task(self._drive(task.id, op))
         self._ensure_poller()
         return task.id
@@ -317,6 +318,7 @@ class TaskEngine:
             phase = self._final_phase(live.model_copy(update={"error": error}), final, kids)
             self._changed(task_id, state=final, ended=utcnow(), error=error, owner_pid=None, owner_start=None,
                           cancel_requested=False, progress=1.0 if final.ok else live.progress, phase=phase)
+            log.info("task %s ended %s: %s%s", task_id, final.label, phase, f" ({error})" if error else "")
         finally:
             # even when the store refuses the write (disk full), this engine is done with the task
             self._drivers.pop(task_id, None)
