@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QFont, QIcon
+from PySide6.QtGui import QCloseEvent, QFont, QIcon, QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -162,6 +162,8 @@ class TaskDetailsWindow(QWidget):
         lay.addWidget(self.notice)
         lay.addWidget(self.tabs, 1)
 
+        for keys in (QKeySequence(QKeySequence.StandardKey.Close), QKeySequence("Ctrl+W"), QKeySequence("Esc")):
+            QShortcut(keys, self, self.close)  # a details window closes like any other window
         self._process_ids: list[int] = []
         self._closed = False  # a Cancel/Rerun still running must not touch the window once closed
         self._ticker = QTimer(self)
@@ -316,6 +318,15 @@ class TaskDetailsWindow(QWidget):
             if self.tabs.tabText(i).split(" (")[0].replace("&&", "&") == name:
                 self.tabs.setCurrentIndex(i)
                 return
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        """Esc and Ctrl+W close the window (also when the shortcut map does not see the key)."""
+        if event.key() == Qt.Key.Key_Escape or event.matches(QKeySequence.StandardKey.Close) or (
+            event.key() == Qt.Key.Key_W and event.modifiers() == Qt.KeyboardModifier.ControlModifier
+        ):
+            self.close()
+            return
+        super().keyPressEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self._closed = True

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLayout,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
@@ -347,10 +348,20 @@ class HostKeyDialog(QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
+        layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)  # never smaller than its texts
         layout.addWidget(self.info)
         layout.addWidget(self.fingerprint)
         layout.addWidget(self.warning)
         layout.addWidget(self.buttons)
+
+    def _fit(self) -> None:
+        """The texts changed after the dialog was shown: grow it so no label is clipped."""
+        layout = self.layout()
+        if layout is not None:
+            layout.invalidate()
+            layout.activate()
+        self.resize(self.width(), max(self.height(), self.sizeHint().height(),
+                                      self.heightForWidth(self.width()) if self.hasHeightForWidth() else 0))
 
     def show_key(self, fingerprint: str, state: str, known: Sequence[str] = ()) -> None:
         """state: "unknown", "trusted" or "changed" (as `core.ssh.knownhosts.HostKeyState`)."""
@@ -371,12 +382,14 @@ class HostKeyDialog(QDialog):
             self.info.setText("Compare this fingerprint with the device's own (ssh-keygen -lf) before trusting it:")
             self.trust_button.setEnabled(True)
             self.trust_button.setDefault(True)
+        self._fit()
 
     def show_error(self, text: str) -> None:
         self.info.setText("The host key could not be fetched.")
         self.warning.setText(text)
         self.warning.show()
         self.trust_button.setEnabled(False)
+        self._fit()
 
 
 class NewProjectDialog(_FormDialog):
@@ -386,6 +399,7 @@ class NewProjectDialog(_FormDialog):
         super().__init__("New project", "Create", parent)
         self.path = QLineEdit()
         browse = QPushButton("Browse…")
+        browse.setAutoDefault(False)  # Enter creates the project, it never opens the file dialog
         browse.clicked.connect(self._browse)
         row = QHBoxLayout()
         row.addWidget(self.path, 1)

@@ -24,6 +24,7 @@ from nixdeck.core.project.inventory_commit import (
     commit_inventory,
     commit_message,
     inventory_diff,
+    inventory_uncommitted,
 )
 from nixdeck.core.tasks.model import TaskKind
 from nixdeck.ui.details_panes import mono_font
@@ -80,13 +81,7 @@ class InventoryCommitter:
         """An inventory edit was saved: when git now sees nixdeck.toml changed, offer its commit."""
         self.summaries.append(summary)
         project = self.window.project
-        if project is not None:
-            self.window.spawn(self._tell(project.path), "Commit inventory")
-
-    async def _tell(self, path: object) -> None:
-        from pathlib import Path
-
-        if await inventory_diff(Path(str(path))) is None:
+        if project is None or not inventory_uncommitted(project.path):
             return  # not in git (nothing dirty to warn about) or already committed
         self.window.show_banner(
             "nixdeck.toml changed",

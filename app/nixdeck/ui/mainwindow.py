@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QIcon
+from PySide6.QtGui import QCloseEvent, QGuiApplication, QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -106,6 +106,23 @@ class Banner(QFrame):
             self.timer.start(5000)
         else:
             self.hide()
+
+
+def place_on_screen(win: QWidget, anchor: QWidget, offset: int = 0) -> None:
+    """Put a new top-level window over `anchor`, cascaded by `offset`, and wholly on a screen (the
+    anchor's, else the primary one): a window placed off screen cannot be seen or moved."""
+    screen = anchor.screen() if anchor.isVisible() else None
+    if screen is None or not screen.availableGeometry().intersects(anchor.frameGeometry()):
+        screen = QGuiApplication.primaryScreen()
+    if screen is None:
+        return
+    area = screen.availableGeometry()
+    w, h = min(win.width(), area.width()), min(win.height(), area.height())
+    x = anchor.x() + 40 + offset if anchor.isVisible() else area.x() + offset
+    y = anchor.y() + 40 + offset if anchor.isVisible() else area.y() + offset
+    x = max(area.left(), min(x, area.right() - w + 1))
+    y = max(area.top(), min(y, area.bottom() - h + 1))
+    win.setGeometry(x, y, w, h)
 
 
 class MainWindow(QMainWindow):
@@ -396,6 +413,7 @@ class MainWindow(QMainWindow):
             win.destroyed.connect(lambda *_a, tid=task_id: self._details.pop(tid, None))
             self._details[task_id] = win
             win.resize(1000, 700)
+            place_on_screen(win, self, offset=24 * (len(self._details) % 8))
         win.show()
         win.raise_()
         win.activateWindow()

@@ -7,6 +7,7 @@ tree dirty for every later build. The window offers this commit after an edit; o
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,16 @@ async def inventory_diff(project_dir: Path | str) -> InventoryDiff | None:
         text = (root / INVENTORY_FILE).read_text(errors="replace")
         diff = "".join(f"+{line}\n" for line in text.splitlines())
     return InventoryDiff(root / INVENTORY_FILE, diff[:MAX_DIFF], tracked)
+
+
+def inventory_uncommitted(project_dir: Path | str) -> bool:
+    """Quick check (one `git status`, no event loop): does git see nixdeck.toml changed?"""
+    try:
+        res = subprocess.run(["git", "-C", str(project_dir), "status", "--porcelain", "--", INVENTORY_FILE],
+                             capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return res.returncode == 0 and bool(res.stdout.strip())
 
 
 def commit_message(summaries: Sequence[str]) -> str:
