@@ -137,3 +137,51 @@ def test_process_tab_shows_the_real_remote_connection(ui: UiEnv, tmp_path: Path)
     copy.click()
     assert QApplication.clipboard().text() == field.text()
     w.grab().save(str(tmp_path / "process.png"))
+
+
+def test_readable_values_kinds_icons_and_code_tooltips(ui: UiEnv) -> None:  # noqa: F811
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QMainWindow
+
+    from nixdeck.core.tasks.model import MessageRecord, kind_label
+    from nixdeck.ui.actions import DEVICE_ACTIONS, ActionController
+    from nixdeck.ui.details import TaskDetailsWindow
+    from nixdeck.ui.details_panes import result_text
+    from nixdeck.ui.mainwindow import MainWindow
+    from nixdeck.ui.messages_model import MessagesModel
+
+    assert kind_label("ssh_command") == "Run SSH Command" and kind_label("run_vm") == "Run NixOS VM"
+    assert result_text(False, "lock_changed") == "no"
+    assert result_text(3 * 2**20 // 2, "closure_size") == "1.5 MiB (1,572,864 bytes)"
+    assert result_text(["/nix/store/a", "/nix/store/b"], "paths") == "/nix/store/a\n/nix/store/b"
+
+    t = _add(ui.store, "Update flake", kind="flake_update", result={"lock_changed": False, "closure_size": 2048})
+    w = TaskDetailsWindow(ui.store, ui.engine, ui.bridge, t.id)
+    assert w.overview.labels["Kind"].text() == "Update Nix Flake"
+    texts = [lbl.text() for lbl in w.overview.findChildren(type(w.overview.labels["Kind"]))]
+    assert "no" in texts and "2.0 KiB (2,048 bytes)" in texts
+
+    dock = TasksDock(ui.store, ui.engine, ui.bridge)
+    labels = [dock.kind_combo.itemText(i) for i in range(dock.kind_combo.count())]
+    assert "Run SSH Command" in labels and "Run NixOS VM" in labels
+
+    msgs = MessagesModel()
+    msgs.set_messages([MessageRecord(level="error", message="error: undefined variable 'x'\n  at f.nix:3:5:\n"
+                                                            "      2|   a = 1;\n      3|   b = x;\n       |     ^")])
+    tip = str(msgs.index(0, 0).data(Qt.ItemDataRole.ToolTipRole))
+    assert tip.startswith("<pre") and "3|   b = x;" in tip
+
+    win = MainWindow(ui.store, ui.engine, ui.bridge, QSettingsForTest())
+    assert isinstance(win, QMainWindow)
+    ctl = win.commands if hasattr(win, "commands") else ActionController(win)
+    images = {s.name: ctl.actions[s.name].icon().pixmap(16, 16).toImage() for s in DEVICE_ACTIONS if s.icon is not None}
+    names = list(images)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert images[a] != images[b], f"{a} and {b} share an icon"
+
+
+def QSettingsForTest() -> object:  # noqa: N802 - a factory named like the class it makes
+    from PySide6.QtCore import QSettings
+
+    return QSettings("/dev/null", QSettings.Format.IniFormat)

@@ -32,6 +32,7 @@ from nixdeck.ui.dialogs import (
     NewProjectDialog,
     RunCommandDialog,
 )
+from nixdeck.ui.icons import terminal_icon
 from nixdeck.ui.inventory_actions import InventoryActions
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class ActionSpec:
     text: str
     shortcut: str
     tip: str
-    icon: QStyle.StandardPixmap | None = None
+    icon: QStyle.StandardPixmap | str | None = None  # a str names an icon drawn by ui.icons
     toolbar: bool = True
 
 
@@ -61,8 +62,7 @@ DEVICE_ACTIONS = (
     ActionSpec("run_vm", "Run &VM", "Ctrl+M", "Run the selected devices as NixOS VMs (cancel the task to stop one)",
                QStyle.StandardPixmap.SP_ComputerIcon),
     ActionSpec("run_command", "&Run command…", "Ctrl+R",
-               "Run a command as a tracked task, locally or on the selected devices over SSH",
-               QStyle.StandardPixmap.SP_CommandLink),
+               "Run a command as a tracked task, locally or on the selected devices over SSH", "terminal"),
     ActionSpec("trust_host", "&Trust host key…", "Ctrl+K", "Fetch a device's host key and trust it",
                QStyle.StandardPixmap.SP_DialogApplyButton, toolbar=False),
 )
@@ -125,7 +125,9 @@ class ActionController:
             act.setShortcut(QKeySequence(spec.shortcut))
             act.setToolTip(f"{spec.tip} ({spec.shortcut})" if spec.shortcut else spec.tip)
             act.setStatusTip(spec.tip)
-            if spec.icon is not None:
+            if isinstance(spec.icon, str):
+                act.setIcon(terminal_icon())
+            elif spec.icon is not None:
                 act.setIcon(style.standardIcon(spec.icon))
             act.triggered.connect(lambda _checked=False, n=spec.name: self.act(n))
             self.actions[spec.name] = act

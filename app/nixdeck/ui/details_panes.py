@@ -30,8 +30,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from nixdeck.core.tasks.model import JobRecord, ProcessRecord, TaskRecord
-from nixdeck.ui.formatting import fmt_duration, fmt_time, for_window, one_line
+from nixdeck.core.tasks.model import JobRecord, ProcessRecord, TaskRecord, kind_label
+from nixdeck.ui.formatting import fmt_duration, fmt_size, fmt_time, for_window, one_line
 from nixdeck.ui.icons import state_icon, state_label
 from nixdeck.ui.logview import LogView
 from nixdeck.ui.messages_model import DetailRole, LevelFilter, LocationRole, MessagesModel
@@ -86,18 +86,23 @@ def _entry_text(entry: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def result_text(value: Any) -> str:
-    """A result value for people: per-device entries one per line, change lists by their summary."""
+def result_text(value: Any, key: str = "") -> str:
+    """A result value for people: yes/no, sizes with units, lists and per-device entries one per
+    line, change lists by their summary."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int) and (key == "size" or key.endswith("_size") or key.endswith("bytes")):
+        return f"{fmt_size(value)} ({value:,} bytes)"
     if isinstance(value, str):
         return value
-    if isinstance(value, bool | int | float) or value is None:
+    if isinstance(value, int | float) or value is None:
         return str(value)
     if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
         return "\n".join(f"{k}: {_entry_text(v)}" for k, v in value.items())
     if isinstance(value, list) and all(isinstance(v, dict) and "summary" in v for v in value):
         return "\n".join(str(v["summary"]) for v in value) or "none"
     if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
-        return ", ".join(map(str, value)) or "none"
+        return "\n".join(map(str, value)) or "none"
     text = json.dumps(value, indent=1, sort_keys=True, default=str)
     return text if len(text) <= 2000 else text[:2000] + "…"
 
@@ -151,7 +156,7 @@ class OverviewPane(QScrollArea):
     def update_task(self, t: TaskRecord, parent: TaskRecord | None, origin: TaskRecord | None,
                     children: list[TaskRecord]) -> None:
         self._set("Task", f"#{t.id} {one_line(t.title)}")
-        self._set("Kind", t.kind.replace("_", " "))
+        self._set("Kind", kind_label(t.kind))
         self._set("State", state_label(t.state) + (" (cancel requested)" if t.cancel_requested else ""))
         self._set("Author", t.author)
         self._set("Devices", ", ".join(t.devices))
@@ -192,7 +197,7 @@ class OverviewPane(QScrollArea):
                 continue
             if key == "log" and isinstance(value, list) and error:  # the error is shown above, once
                 value = [v for v in value if not (isinstance(v, str) and v.removeprefix("error: ") == error)]
-            text = result_text(value)
+            text = result_text(value, key)
             row = QWidget()
             lay = QHBoxLayout(row)
             lay.setContentsMargins(0, 0, 0, 0)

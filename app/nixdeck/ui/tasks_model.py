@@ -23,7 +23,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QBrush, QPalette
 from PySide6.QtWidgets import QApplication
 
-from nixdeck.core.tasks.model import TaskRecord, TaskState
+from nixdeck.core.tasks.model import TaskRecord, TaskState, kind_label
 from nixdeck.core.tasks.store import TaskStore
 from nixdeck.ui.bridge import EngineBridge
 from nixdeck.ui.formatting import fmt_devices, fmt_duration, fmt_time, one_line
@@ -353,7 +353,7 @@ class TasksModel(QAbstractItemModel):
         if col == Column.STATE:
             return f"{state_label(t.state)}: {t.error}" if t.error else state_label(t.state)
         if col == Column.TASK:
-            return f"#{t.id} · {t.kind}\n{t.title}"
+            return f"#{t.id} · {kind_label(t.kind)}\n{t.title}"
         if col == Column.DEVICE:
             return ", ".join(t.devices) or None
         if col == Column.PROGRESS:

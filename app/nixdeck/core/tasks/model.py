@@ -74,6 +74,27 @@ class TaskKind(StrEnum):
     RECORD = "record"
 
 
+# kind names as users say them (the window's Kind column and filter, `tasks show`)
+KIND_LABELS = {
+    "build_device": "Build Device",
+    "build_project": "Build Project",
+    "deploy_devices": "Deploy Devices",
+    "deploy_device": "Deploy to Device",
+    "flake_update": "Update Nix Flake",
+    "build_image": "Build Image for Device",
+    "run_vm": "Run NixOS VM",
+    "ssh_command": "Run SSH Command",
+    "ssh_commands": "Run SSH Command on Devices",
+    "run_command": "Run Command",
+    "record": "Record",
+}
+
+
+def kind_label(kind: str) -> str:
+    """"Run SSH Command" for `ssh_command`; unknown kinds as words ("my_kind" -> "My kind")."""
+    return KIND_LABELS.get(kind) or kind.replace("_", " ").capitalize()
+
+
 SPECIAL_AUTHORS = ("scheduler", "automation")
 
 
