@@ -334,6 +334,7 @@ class HostKeyDialog(QDialog):
         self.setWindowTitle(f"Trust host key of {device}")
         self.setWindowModality(Qt.WindowModality.WindowModal)
         self.replace = False
+        self.who = f"<b>{device}</b> ({host}, port {port})"
         mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         self.info = QLabel(f"Fetching the host key of <b>{device}</b> ({host}, port {port})…")
         self.info.setWordWrap(True)
@@ -367,10 +368,10 @@ class HostKeyDialog(QDialog):
         """state: "unknown", "trusted" or "changed" (as `core.ssh.knownhosts.HostKeyState`)."""
         self.fingerprint.setText(fingerprint)
         if state == "trusted":
-            self.info.setText("This key is already trusted.")
+            self.info.setText(f"The host key of {self.who} is already trusted.")
             self.trust_button.setEnabled(False)
         elif state == "changed":
-            self.info.setText("The host presents a <b>different key</b> from the one NixDeck trusts.")
+            self.info.setText(f"{self.who} presents a <b>different key</b> from the one NixDeck trusts.")
             self.warning.setText(
                 "Known: " + ", ".join(known) + "\nReplace it only if you know the device was reinstalled."
             )
@@ -379,7 +380,9 @@ class HostKeyDialog(QDialog):
             self.replace = True
             self.trust_button.setEnabled(True)
         else:
-            self.info.setText("Compare this fingerprint with the device's own (ssh-keygen -lf) before trusting it:")
+            self.info.setText(f"The host key of {self.who} is not trusted yet. Compare its fingerprint with the "
+                              "device's own (<tt>ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub</tt>) before "
+                              "trusting it:")
             self.trust_button.setEnabled(True)
             self.trust_button.setDefault(True)
         self._fit()

@@ -55,6 +55,7 @@ _EVAL_ERROR_RE = re.compile(
 _INFO_WARNING_RE = re.compile(
     r"^(?:warning: )?(?:creating lock file|updating lock file|committed new revision|not writing modified lock file)"
     r"|SQLite database '[^']*' is busy"
+    r"|you don't have Internet access"  # a note about the machine (offline labs), not about the task
 )
 _IGNORED_ERROR_PREFIX = "error (ignored)"
 
