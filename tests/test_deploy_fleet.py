@@ -158,7 +158,7 @@ def test_waves_halt_on_failures(worlds: Worlds) -> None:
 
     parent, kids = world.run(scenario)
     # what the Tasks panel shows for the parent while it runs
-    assert "wave 1/3 · 0/5 done · 1 deploying" in phases, phases
+    assert "wave 1/3 · 0/5 done · 1 deploying · 4 waiting for wave 2" in phases, phases
     assert "wave 1/3 · 1/5 done · 1 failed · halted, 4 not started" in phases, phases
     assert phases[-1] == "0/5 deployed · 1 failed · 4 not started", phases  # the final summary
     assert isinstance(kids, dict)

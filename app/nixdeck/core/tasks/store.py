@@ -32,6 +32,7 @@ from nixdeck.core.tasks.model import (
 )
 from nixdeck.core.tasks.procs import is_alive, own_identity, terminate_groups_blocking
 from nixdeck.core.tasks.schema import MIGRATIONS, SCHEMA_VERSION
+from nixdeck.core.tasks.summary import final_phase, finish_steps
 
 DB_NAME = "history.sqlite3"
 _JSON_FIELDS = ("devices", "warnings", "result", "submission")
@@ -398,11 +399,10 @@ class TaskStore:
         for p in leftovers:
             self.update_process(p.id, ended=now)
         for t in stale:
-            for j in self.jobs(t.id):
-                for s in j.steps:
-                    if not s.state.terminal:
-                        s.state, s.ended = TaskState.INTERRUPTED, now
-                        self.save_step(t.id, s)
+            steps = [s for j in self.jobs(t.id) for s in j.steps]
+            for s in finish_steps(steps):  # never started: skipped; running: interrupted
+                s.ended = s.ended or (now if s.state == TaskState.INTERRUPTED else None)
+                self.save_step(t.id, s)
             who = f"pid {t.owner_pid}" if t.owner_pid else "it"
             self.update_task(
                 t.id,
@@ -411,6 +411,7 @@ class TaskStore:
                 error=t.error or f"NixDeck ({who}) ended while the task was {t.state.label}; its processes were stopped",
                 owner_pid=None,
                 owner_start=None,
+                phase=final_phase(t, TaskState.INTERRUPTED, steps, []),  # not its last live phrase
             )
         return [t.id for t in stale]
 
