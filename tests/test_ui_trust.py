@@ -40,6 +40,10 @@ def test_progress_bar_only_while_running_and_final_phase_after(ui: UiEnv) -> Non
     assert m.task_index(queued.id, Column.PROGRESS).data(ProgressRole) is None
     assert m.task_index(queued.id, Column.PROGRESS).data() == "waiting for a slot (4 running, cap 4)"
     assert m.task_index(done.id, Column.PROGRESS).data(ProgressRole) is None
+    from nixdeck.ui.details import TaskDetailsWindow
+
+    waiting = TaskDetailsWindow(ui.store, ui.engine, ui.bridge, queued.id)
+    assert waiting.overview.labels["Phase"].text() == "waiting for a slot (4 running, cap 4)"
     # a real task: a bar while it runs, its outcome once it ended
     tid = ui.submit("import time\nprint('x', flush=True)\ntime.sleep(60)")
     ui.wait_until(lambda: dock.state_of(tid) == "running")

@@ -42,6 +42,17 @@ from nixdeck.ui.process_pane import ProcessPane
 from nixdeck.ui.task_actions import can_cancel, can_rerun, can_rerun_failed, run_action
 
 
+def _said_by(error: str, msgs: list[MessageRecord]) -> bool:
+    """True when the task's error only repeats one of its (Nix) errors, which then stays first."""
+    for m in msgs:
+        if m.level != "error":
+            continue
+        first = m.message.strip().splitlines()[0].removeprefix("error:").strip() if m.message.strip() else ""
+        if first and (first in error or m.message == error):
+            return True
+    return False
+
+
 def collapse_repeats(msgs: list[MessageRecord]) -> list[MessageRecord]:
     """Identical messages (e.g. the same Nix warning from each Nix call of a build) shown once, counted."""
     out: list[MessageRecord] = []
@@ -252,7 +263,7 @@ class TaskDetailsWindow(QWidget):
         self.messages.set_base(self.task.project)
         msgs = self.store.messages(self.task_id)
         t = self.task
-        if t.error and t.state.terminal and not t.state.ok and not any(m.message == t.error for m in msgs):
+        if t.error and t.state.terminal and not t.state.ok and not _said_by(t.error, msgs):
             # NixDeck's own reason comes first, once: Nix's messages after it are its consequences
             msgs = [MessageRecord(task_id=t.id, level="error", message=for_window(t.error), source="nixdeck"), *msgs]
         self.messages.set_messages(collapse_repeats(msgs))

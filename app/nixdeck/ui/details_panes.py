@@ -115,7 +115,7 @@ class OverviewPane(QScrollArea):
     """
 
     openTask = Signal(int)
-    FIELDS = ("Task", "Kind", "State", "Author", "Devices", "Project", "Parent", "Origin", "Children", "Created",
+    FIELDS = ("Task", "Kind", "State", "Phase", "Author", "Devices", "Project", "Parent", "Origin", "Children", "Created",
               "Started", "Ended", "Duration", "Timeout", "Attempt", "Flags", "Error", "Warnings")
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -158,6 +158,7 @@ class OverviewPane(QScrollArea):
         self._set("Task", f"#{t.id} {one_line(t.title)}")
         self._set("Kind", kind_label(t.kind))
         self._set("State", state_label(t.state) + (" (cancel requested)" if t.cancel_requested else ""))
+        self._set("Phase", t.phase)  # what it does now, why it waits, or how it ended
         self._set("Author", t.author)
         self._set("Devices", ", ".join(t.devices))
         self._set("Project", t.project or "")
