@@ -48,8 +48,7 @@ def test_progress_bar_only_while_running_and_final_phase_after(ui: UiEnv) -> Non
     tid = ui.submit("import time\nprint('x', flush=True)\ntime.sleep(60)")
     ui.wait_until(lambda: dock.state_of(tid) == "running")
     ui.engine._progress(tid, 0.25, "working on /nix/store/abc")
-    ui.settle(0.2)
-    assert m.task_index(tid, Column.PROGRESS).data(ProgressRole) == 0.25
+    ui.wait_until(lambda: m.task_index(tid, Column.PROGRESS).data(ProgressRole) == 0.25)
     ui.run(ui.engine.cancel(tid))
     ui.run(ui.engine.wait(tid))
     ui.wait_until(lambda: dock.state_of(tid) == "canceled")
