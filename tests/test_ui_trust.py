@@ -188,3 +188,19 @@ def QSettingsForTest() -> object:  # noqa: N802 - a factory named like the class
     from PySide6.QtCore import QSettings
 
     return QSettings("/dev/null", QSettings.Format.IniFormat)
+
+
+def test_identical_messages_are_listed_once_with_a_count(ui: UiEnv) -> None:  # noqa: F811
+    from nixdeck.core.tasks.model import MessageRecord
+    from nixdeck.ui.details import TaskDetailsWindow
+
+    t = _add(ui.store, "Build web1", state=TaskState.COMPLETED_WITH_WARNINGS,
+             warnings=["Git tree '/f' is dirty: uncommitted changes in devices/db1.nix (×5)"])
+    dirty = MessageRecord(level="warning", message="Git tree '/f' is dirty: uncommitted changes in devices/db1.nix",
+                          source="nix")
+    ui.store.add_messages(t.id, [dirty] * 5 + [MessageRecord(level="warning", message="other", source="nix")])
+    w = TaskDetailsWindow(ui.store, ui.engine, ui.bridge, t.id)
+    pane = w.message_panes["Warnings"]
+    shown = [str(pane.proxy.index(r, 0).data()) for r in range(pane.proxy.rowCount())]
+    assert len(shown) == 2 and shown[0].endswith("devices/db1.nix (×5)") and "other" in shown[1], shown
+    assert w.overview.labels["Warnings"].text().endswith("(×5)")
