@@ -204,3 +204,22 @@ def test_identical_messages_are_listed_once_with_a_count(ui: UiEnv) -> None:  # 
     shown = [str(pane.proxy.index(r, 0).data()) for r in range(pane.proxy.rowCount())]
     assert len(shown) == 2 and shown[0].endswith("devices/db1.nix (×5)") and "other" in shown[1], shown
     assert w.overview.labels["Warnings"].text().endswith("(×5)")
+
+
+def test_fleet_deploy_offers_trust_for_a_child_refused_on_its_host_key(ui: UiEnv) -> None:  # noqa: F811
+    from nixdeck.ui.details import TaskDetailsWindow
+
+    parent = _add(ui.store, "Deploy 2 devices", kind="deploy_devices", state=TaskState.FAILED,
+                  error="1 of 2 failed: Deploy to node3")
+    _add(ui.store, "Deploy to node1", kind="deploy_device", parent_id=parent.id)
+    _add(ui.store, "Deploy to node3", kind="deploy_device", parent_id=parent.id, state=TaskState.FAILED,
+         error="HOST KEY CHANGED for node3", result={"host_key": {"device": "node3", "problem": "changed",
+                                                                    "offered": "SHA256:new"}})
+    w = TaskDetailsWindow(ui.store, ui.engine, ui.bridge, parent.id)
+    w.show()
+    w.show_tab("Errors")
+    assert w.host_key_bar.isVisible() and w.trust_button.text() == "Trust host key of node3…"
+    asked: list[str] = []
+    w.trustHost.connect(asked.append)
+    w.trust_button.click()
+    assert asked == ["node3"]

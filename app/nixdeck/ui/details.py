@@ -8,6 +8,7 @@ the submission. Several can be open at once; each listens to the EngineBridge.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QFont, QIcon, QKeyEvent, QKeySequence, QShortcut
@@ -150,6 +151,7 @@ class TaskDetailsWindow(QWidget):
         bar.addWidget(self.host_key_label, 1)
         bar.addWidget(self.trust_button)
         self.host_key_bar.hide()
+        self._host_key: dict[str, Any] | None = None
         self.message_panes["Errors"].insertWidget(0, self.host_key_bar)
         self.message_panes["Errors"].setCollapsible(0, False)
         self.stdout = StreamPane("stdout")
@@ -244,6 +246,10 @@ class TaskDetailsWindow(QWidget):
     def _show_host_key(self, t: TaskRecord) -> None:
         """A refused host key: the Errors tab offers the window's own Trust host key action."""
         hk = t.result.get("host_key")
+        if not isinstance(hk, dict) and t.state.terminal and not t.state.ok:  # a fleet task: its children's
+            kids = [k.result.get("host_key") for k in self.store.children(t.id) if not k.state.ok]
+            hk = next((k for k in kids if isinstance(k, dict)), None)
+        self._host_key = hk if isinstance(hk, dict) else None
         if not (isinstance(hk, dict) and hk.get("device") and t.state.terminal and not t.state.ok):
             self.host_key_bar.hide()
             return
@@ -255,8 +261,8 @@ class TaskDetailsWindow(QWidget):
         self.host_key_bar.show()
 
     def _trust(self) -> None:
-        hk = self.task.result.get("host_key")
-        if isinstance(hk, dict) and hk.get("device"):
+        hk = self._host_key
+        if hk is not None and hk.get("device"):
             self.trustHost.emit(str(hk["device"]))
 
     def _refresh_messages(self) -> None:
