@@ -101,6 +101,7 @@ def test_cancel_of_ssh_run_leaves_nothing_on_the_devices(worlds: Worlds) -> None
     assert parent.state == TaskState.CANCELED
     assert all(k.state == TaskState.CANCELED for k in kids.values())
     assert all(k.phase == "canceled during run" for k in kids.values()), [k.phase for k in kids.values()]
+    assert parent.phase == "canceled · 0/2 done · 2 canceled", parent.phase  # not "0/2 done · 2 running"
     for device in devices:
         assert device.command_processes() == []
 

@@ -187,6 +187,7 @@ def test_failures_always_notify_successes_only_when_long_and_click_opens(qloop, 
         await nx.start()
         from nixdeck.core.ops.run_command import RunCommandSubmission
 
+        assert nx.bridge.watcher is not None  # the window also shows tasks of other processes
         nx.window.ensure_operations()
         ok = await nx.engine.submit("run_command", RunCommandSubmission(argv=[sys.executable, "-c", "pass"]))
         await nx.engine.wait(ok)
