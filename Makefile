@@ -78,8 +78,12 @@ lint: venv
 bench: setup
 	$(VPY) bench/engine.py
 
+# the demo's own addresses (127.0.0.11-14, as `make run`); as root in a private network namespace,
+# so a running demo is not in the way
 screenshots: setup
-	QT_QPA_PLATFORM=offscreen $(VPY) -m nixdeck.ui.screenshots docs/screenshots
+	@if [ "$$(id -u)" = 0 ] && command -v unshare >/dev/null; then \
+		unshare --net sh -c 'ip link set lo up && QT_QPA_PLATFORM=offscreen $(VPY) -m nixdeck.ui.screenshots docs/screenshots'; \
+	else QT_QPA_PLATFORM=offscreen $(VPY) -m nixdeck.ui.screenshots docs/screenshots; fi
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

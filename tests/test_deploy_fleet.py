@@ -106,6 +106,9 @@ def test_unreachable_no_target_and_changed_key_fail_alone_then_rerun_failed(worl
     assert key.state == TaskState.FAILED
     assert "HOST KEY CHANGED" in key.error and "nixdeck ssh trust node3 --replace" in key.error
     assert key.error.count("SHA256:") >= 2  # both fingerprints
+    hk = key.result["host_key"]  # for the window's own Trust host key action
+    assert hk["device"] == "node3" and hk["problem"] == "changed" and hk["offered"] in key.error
+    assert key.phase == "failed during copy"
     # nothing was copied to the device whose key changed
     store = changed.nix_dir / "store"
     assert not [p for p in (store.iterdir() if store.exists() else []) if "nixos-system-node3" in p.name]
@@ -155,8 +158,9 @@ def test_waves_halt_on_failures(worlds: Worlds) -> None:
 
     parent, kids = world.run(scenario)
     # what the Tasks panel shows for the parent while it runs
-    assert "wave 1/3 · 0/5 done · 1 deploying" in phases, phases
-    assert phases[-1] == "wave 1/3 · 1/5 done · 1 failed · halted, 4 not started", phases
+    assert "wave 1/3 · 0/5 done · 1 deploying · 4 waiting for wave 2" in phases, phases
+    assert "wave 1/3 · 1/5 done · 1 failed · halted, 4 not started" in phases, phases
+    assert phases[-1] == "0/5 deployed · 1 failed · 4 not started", phases  # the final summary
     assert isinstance(kids, dict)
     assert parent.state == TaskState.FAILED  # type: ignore[attr-defined]
     assert "halted after 1 failed device" in parent.error  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 
 import pytest
@@ -80,7 +81,9 @@ def _switch_log(world: DeployWorld, name: str, task: TaskRecord) -> str:
 
 def _remote_commands(world: DeployWorld, task_id: int) -> list[list[str]]:
     async def scenario(engine: TaskEngine) -> list[list[str]]:
-        return [p.argv for p in engine.store.processes(task_id) if p.argv[:1] == ["ssh"]]
+        # what each remote command does (its summary when it ran a script, else its exact command)
+        return [shlex.split(p.remote.get("summary") or p.remote["command"])
+                for p in engine.store.processes(task_id) if p.remote]
 
     return world.run(scenario)
 

@@ -34,7 +34,7 @@ tags = ["db"]
 """
 
 DEVICE_KEYS = {"name", "state", "host_name", "target", "host", "user", "port", "tags", "has_target", "error",
-               "in_inventory", "settings"}
+               "in_inventory", "settings", "last_build", "last_deploy"}
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -83,7 +83,7 @@ def test_open_remembers_the_project_and_devices_json_has_the_documented_shape(
     assert by["web1"] | {"settings": None} == {
         "name": "web1", "state": "ok", "host_name": "web1", "target": "deploy@10.0.0.1", "host": "10.0.0.1",
         "user": "deploy", "port": 22, "tags": ["web"], "has_target": True, "error": None, "in_inventory": True,
-        "settings": None,
+        "settings": None, "last_build": None, "last_deploy": None,
     }
     assert by["web1"]["settings"]["confirm"] is True
     assert by["web2"]["host_name"] == "web2-prod" and by["web2"]["has_target"] is False

@@ -71,6 +71,7 @@ def test_kill_9_recovery(data_dir: Path) -> None:
         assert p.ended is not None
         [job] = store.jobs(tid)
         assert job.steps[0].state == TaskState.INTERRUPTED
+        assert t.phase == "interrupted during run"  # a final summary, not its last live phrase
     finally:
         store.close()
     assert not pid_alive(sh_pid)

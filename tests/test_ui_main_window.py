@@ -175,3 +175,36 @@ def test_window_state_is_remembered_in_the_data_dir(qloop, data_dir: Path) -> No
         await until(lambda: nx2._done is not None and nx2._done.is_set(), "shutdown")
 
     run(qloop, second())
+
+
+@pytest.mark.qt_log_ignore("does not support raise", "propagateSizeHints")
+def test_failures_always_notify_successes_only_when_long_and_click_opens(qloop, data_dir: Path) -> None:  # noqa: F811
+    nx = NixDeckApp(data_dir)  # the default: only long successes notify
+    seen: list[int] = []
+    nx.notifier.notified.connect(lambda tid, title, body: seen.append(tid))
+
+    async def scenario() -> None:
+        await nx.start()
+        from nixdeck.core.ops.run_command import RunCommandSubmission
+
+        assert nx.bridge.watcher is not None  # the window also shows tasks of other processes
+        nx.window.ensure_operations()
+        ok = await nx.engine.submit("run_command", RunCommandSubmission(argv=[sys.executable, "-c", "pass"]))
+        await nx.engine.wait(ok)
+        bad = await nx.engine.submit("run_command", RunCommandSubmission(argv=[sys.executable, "-c", "exit(4)"]))
+        await nx.engine.wait(bad)
+        await until(lambda: seen, "the failure's notification")
+        assert seen == [bad]  # the quick success said nothing; the quick failure did
+        if nx.notifier.tray is None:
+            banner = nx.window.banner
+            assert banner.isVisible() and banner.action_button.text() == "Open task"
+            banner.action_button.click()
+        else:
+            nx.notifier.open_last()
+        assert bad in nx.window._details  # clicking opened the task
+        nx.window.banner.show_message("short-lived", timeout_ms=50)
+        await until(lambda: not nx.window.banner.isVisible(), "the banner hides itself")
+        nx.quit_now()
+        await until(lambda: nx._done is not None and nx._done.is_set(), "shutdown")
+
+    run(qloop, scenario())

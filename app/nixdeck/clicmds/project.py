@@ -24,7 +24,7 @@ from nixdeck.clicmds.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, make_engine
 from nixdeck.core.paths import ensure_data_dir
 from nixdeck.core.project.current import remember_current, resolve_project_dir
 from nixdeck.core.project.errors import FlakeError, ProjectError
-from nixdeck.core.project.history import created_change, opened_change, record_change
+from nixdeck.core.project.history import DeviceHistory, created_change, opened_change, record_change
 from nixdeck.core.project.project import Change, Device, Project
 
 Handler = Callable[[argparse.Namespace], int]
@@ -209,7 +209,13 @@ def cmd_devices(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     devices = [d for d in (*project.devices, *project.orphans) if args.tag is None or args.tag in d.tags]
     if args.json:
-        print_json([d.as_dict() for d in devices], sys.stdout)  # common.print_json binds stdout at import
+        store = open_store(args)
+        try:  # each device's last build and deploy: this project's tasks only
+            history = DeviceHistory(store, project.path)
+            rows = [d.as_dict() | history.as_json(d.name) for d in devices]
+        finally:
+            store.close()
+        print_json(rows, sys.stdout)  # common.print_json binds stdout at import
         return EXIT_OK
     for w in project.warnings:
         print(f"warning: {w}", file=sys.stderr)

@@ -23,7 +23,7 @@ from nixdeck.clicmds.common import (
 )
 from nixdeck.core.tasks.context import tail_lines
 from nixdeck.core.tasks.engine import TaskEngine
-from nixdeck.core.tasks.model import TaskState
+from nixdeck.core.tasks.model import TaskState, project_key
 from nixdeck.core.tasks.procs import is_alive
 from nixdeck.core.tasks.store import TaskStore
 from nixdeck.core.termtext import neutralise, neutralise_bytes
@@ -40,6 +40,7 @@ def register(sub: Any) -> None:
     ls.add_argument("--kind", action="append")
     ls.add_argument("--device")
     ls.add_argument("--text")
+    ls.add_argument("--project", help="only the tasks of this project (a flake directory)")
     ls.add_argument("--limit", type=count(1, 10**7), default=50)
     ls.add_argument("--all", action="store_true", help="include children and silent tasks")
     ls.add_argument("--json", action="store_true")
@@ -84,6 +85,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     tasks = store.list_tasks(
         states=args.state, kinds=args.kind, device=args.device, text=args.text,
         top_level=not args.all and not args.device, include_silent=args.all, limit=args.limit,
+        project=project_key(args.project) if args.project else None,
     )
     if args.json:
         print_json([t.summary_json() for t in tasks])
@@ -130,7 +132,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     def w(text: str) -> None:  # what devices and commands printed must not drive the terminal
         sys.stdout.write(neutralise(text))
     w(f"Task {t['id']}: {t['title']}\n")
-    for k in ("kind", "state", "author", "devices", "parent_id", "origin_id", "forced", "created", "started",
+    for k in ("kind", "state", "phase", "author", "devices", "parent_id", "origin_id", "forced", "created", "started",
               "ended", "duration", "timeout", "attempt", "error"):
         v = t[k]
         if k == "duration":
@@ -166,6 +168,11 @@ def cmd_show(args: argparse.Namespace) -> int:
           f"{'  signal ' + str(p['signal']) if p['signal'] else ''}\n")
         if p["env"]:
             w("  env " + " ".join(f"{k}={v}" for k, v in p["env"].items()) + "\n")
+        if p.get("remote"):  # what really ran over asyncssh; the line above reproduces it with OpenSSH
+            r = p["remote"]
+            w(f"  ran on {r.get('connection')} ({r.get('via')}), key {r.get('identity_file') or 'agent/default'}, "
+              f"host key {r.get('host_key_type') or ''} {r.get('host_key_fingerprint') or '?'}\n"
+              f"  remote command {r.get('command')}\n")
         for stream in ("stdout", "stderr"):
             if p[f"{stream}_tail"]:
                 w(f"  {stream} ({p[f'{stream}_size']} bytes, {p[f'{stream}_path']}):\n")

@@ -32,6 +32,7 @@ from nixdeck.ui.dialogs import (
     NewProjectDialog,
     RunCommandDialog,
 )
+from nixdeck.ui.icons import terminal_icon
 from nixdeck.ui.inventory_actions import InventoryActions
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class ActionSpec:
     text: str
     shortcut: str
     tip: str
-    icon: QStyle.StandardPixmap | None = None
+    icon: QStyle.StandardPixmap | str | None = None  # a str names an icon drawn by ui.icons
     toolbar: bool = True
 
 
@@ -61,8 +62,7 @@ DEVICE_ACTIONS = (
     ActionSpec("run_vm", "Run &VM", "Ctrl+M", "Run the selected devices as NixOS VMs (cancel the task to stop one)",
                QStyle.StandardPixmap.SP_ComputerIcon),
     ActionSpec("run_command", "&Run command…", "Ctrl+R",
-               "Run a command as a tracked task, locally or on the selected devices over SSH",
-               QStyle.StandardPixmap.SP_CommandLink),
+               "Run a command as a tracked task, locally or on the selected devices over SSH", "terminal"),
     ActionSpec("trust_host", "&Trust host key…", "Ctrl+K", "Fetch a device's host key and trust it",
                QStyle.StandardPixmap.SP_DialogApplyButton, toolbar=False),
 )
@@ -88,6 +88,8 @@ PROJECT_ACTIONS = (
     ActionSpec("import_inventory", "&Import inventory…", "", "Replace nixdeck.toml with a JSON export", None,
                toolbar=False),
     ActionSpec("export_inventory", "&Export inventory…", "", "Save the inventory as JSON", None, toolbar=False),
+    ActionSpec("commit_inventory", "&Commit inventory…", "",
+               "Review and commit NixDeck's edits of nixdeck.toml (only that file)", None, toolbar=False),
     ActionSpec("quit", "&Quit", "Ctrl+Q", "Quit NixDeck", None, toolbar=False),
 )
 
@@ -123,7 +125,9 @@ class ActionController:
             act.setShortcut(QKeySequence(spec.shortcut))
             act.setToolTip(f"{spec.tip} ({spec.shortcut})" if spec.shortcut else spec.tip)
             act.setStatusTip(spec.tip)
-            if spec.icon is not None:
+            if isinstance(spec.icon, str):
+                act.setIcon(terminal_icon())
+            elif spec.icon is not None:
                 act.setIcon(style.standardIcon(spec.icon))
             act.triggered.connect(lambda _checked=False, n=spec.name: self.act(n))
             self.actions[spec.name] = act
@@ -135,7 +139,7 @@ class ActionController:
         bar = w.menuBar()
         project = bar.addMenu("&Project")
         for n in ("open_project", "new_project", "reload_project", None, "project_settings", "import_inventory",
-                  "export_inventory", None, "quit"):
+                  "export_inventory", "commit_inventory", None, "quit"):
             if n is None:
                 project.addSeparator()
             else:
@@ -170,7 +174,7 @@ class ActionController:
     def update_enabled(self) -> None:
         has_project = self.window.project is not None
         for name in ("deploy", "update_flake", "build_image", "run_vm", "trust_host", "build", "reload_project",
-                     "add_device", "project_settings", "import_inventory", "export_inventory"):
+                     "add_device", "project_settings", "import_inventory", "export_inventory", "commit_inventory"):
             self.actions[name].setEnabled(has_project)
         selected = has_project and self.window.table.selectionModel().hasSelection()
         for name in ("edit_device", "tag_devices", "untag_devices", "remove_device"):
@@ -345,7 +349,17 @@ class ActionController:
         rows = self._targets("Trust host key")
         if rows is None:
             return
-        row = rows[0]
+        self.trust_row(rows[0])
+
+    def trust_device(self, name: str) -> None:
+        """Trust host key of a device by name (e.g. from a task that failed on its key)."""
+        i = self.window.model.row_of(name)
+        if i < 0:
+            self.window.show_status(f"Trust host key: {name} is not a device of the open project", 6000)
+            return
+        self.trust_row(self.window.model.device(i))
+
+    def trust_row(self, row: DeviceRow) -> None:
         if row.host is None:
             self.window.show_status(f"Trust host key: {row.name} has no target yet", 6000)
             return

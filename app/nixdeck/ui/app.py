@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -52,6 +52,7 @@ ICON_PATH = _icon_path()
 LOCK_NAME = "gui.lock"
 EXIT_ALREADY_RUNNING = 3
 OPERATIONS_DELAY_MS = 50
+QUIET_LOGGERS = ("asyncssh", "qasync")
 
 
 def ui_settings(data_dir: Path) -> QSettings:
@@ -218,10 +219,12 @@ class NixDeckApp(QObject):
         self.store = TaskStore(self.data_dir)
         self.engine = TaskEngine(self.store, max_concurrent=max_concurrent)
         self.bridge = EngineBridge(self.engine)
+        self.bridge.watch_store(self.store)  # tasks the CLI or a scheduler starts appear live
         self.window = MainWindow(self.store, self.engine, self.bridge, self.settings)
         self.icon = app_icon()
         self.window.setWindowIcon(self.icon)
-        self.notifier = TaskNotifier(self.icon, self.window.show_banner, self, min_seconds=notify_after)
+        self.notifier = TaskNotifier(self.icon, self._banner, self, min_seconds=notify_after,
+                                     open_task=self.window.open_task_details)
         self.bridge.tasksChanged.connect(self.notifier.on_tasks_changed)
         self.window.quitRequested.connect(self.request_quit)
         self.reporter = ExceptionReporter(self.window)
@@ -229,6 +232,9 @@ class NixDeckApp(QObject):
         self._shutting_down = False
         self._done: asyncio.Event | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
+
+    def _banner(self, title: str, body: str, bad: bool, open_task: Callable[[], None] | None) -> None:
+        self.window.show_banner(title, body, bad, action=("Open task", open_task) if open_task else None)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -338,6 +344,10 @@ def setup_logging(data_dir: Path, verbose: bool) -> None:
     handler._nixdeck_gui = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # asyncssh logs every connection and channel at INFO (hundreds of lines per deploy): the app log
+    # at INFO carries NixDeck's own lines; --verbose shows asyncssh's too
+    for noisy in QUIET_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def no_display() -> bool:

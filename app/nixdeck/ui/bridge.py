@@ -22,15 +22,18 @@ from nixdeck.core.tasks.events import (
     TaskCreated,
 )
 from nixdeck.core.tasks.model import TaskRecord
+from nixdeck.core.tasks.store import TaskStore
+from nixdeck.core.tasks.watch import StoreWatcher
 
 FLUSH_MS = 100
+WATCH_MS = 400  # how often the store is asked (one PRAGMA) whether another process wrote tasks
 # Output text kept per (task, process, stream) between flushes. Views that must see every byte read
 # the log file (it is written before the event is sent); the text is for light consumers.
 MAX_PENDING_TEXT = 4 * 1024 * 1024
 
 
 class EngineBridge(QObject):
-    """Turns TaskEngine events into batched Qt signals.
+    """Turns TaskEngine events (and, with `watch_store`, other processes' task writes) into batched Qt signals.
 
     Signals:
         tasksChanged(list): TaskRecords created or changed since the last flush, the latest
@@ -60,13 +63,36 @@ class EngineBridge(QObject):
         self._timer.setInterval(FLUSH_MS)
         self._timer.timeout.connect(self.flush)
         self._unsubscribe: Callable[[], None] | None = engine.subscribe(self._on_event)
+        self.watcher: StoreWatcher | None = None
+        self._watch = QTimer(self)
+        self._watch.timeout.connect(self.poll_store)
+
+    def watch_store(self, store: TaskStore, interval_ms: int = WATCH_MS) -> None:
+        """Also show tasks other processes (the CLI, a scheduler) write to `store`, within a second."""
+        self.watcher = StoreWatcher(store, is_local=self.engine.drives)
+        self._watch.start(interval_ms)
+
+    def poll_store(self) -> None:
+        """Queue what other processes wrote since the last poll (the watch timer calls this)."""
+        if self.watcher is None:
+            return
+        try:
+            events = self.watcher.poll()
+        except Exception:  # noqa: BLE001 - a busy or closing database: next tick
+            return
+        for ev in events:
+            self._on_event(ev)
+            if isinstance(ev, TaskChanged):  # its steps and messages may have changed too
+                self._steps[ev.task.id] = None
+                self._messages[ev.task.id] = None
 
     def close(self) -> None:
-        """Stop listening to the engine (the window is closing)."""
+        """Stop listening to the engine and the store (the window is closing)."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
         self._timer.stop()
+        self._watch.stop()
 
     def _on_event(self, ev: Event) -> None:
         if isinstance(ev, TaskCreated | TaskChanged):

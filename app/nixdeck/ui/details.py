@@ -8,9 +8,10 @@ the submission. Several can be open at once; each listens to the EngineBridge.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QFont, QIcon
+from PySide6.QtGui import QCloseEvent, QFont, QIcon, QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -23,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.errors import TaskNotFound
-from nixdeck.core.tasks.model import TaskRecord
+from nixdeck.core.tasks.model import MessageRecord, TaskRecord
 from nixdeck.core.tasks.store import TaskStore
 from nixdeck.core.termtext import neutralise
 from nixdeck.ui.bridge import EngineBridge
@@ -32,15 +33,42 @@ from nixdeck.ui.details_panes import (
     JobsPane,
     MessagesPane,
     OverviewPane,
-    ProcessPane,
     StreamPane,
     derivation_rows,
     mono_font,
 )
-from nixdeck.ui.formatting import one_line
+from nixdeck.ui.formatting import for_window, one_line
 from nixdeck.ui.icons import state_icon, state_label
 from nixdeck.ui.messages_model import PANE_LEVELS, MessagesModel
+from nixdeck.ui.process_pane import ProcessPane
 from nixdeck.ui.task_actions import can_cancel, can_rerun, can_rerun_failed, run_action
+
+
+def _said_by(error: str, msgs: list[MessageRecord]) -> bool:
+    """True when the task's error only repeats one of its (Nix) errors, which then stays first."""
+    for m in msgs:
+        if m.level != "error":
+            continue
+        first = m.message.strip().splitlines()[0].removeprefix("error:").strip() if m.message.strip() else ""
+        if first and (first in error or m.message == error):
+            return True
+    return False
+
+
+def collapse_repeats(msgs: list[MessageRecord]) -> list[MessageRecord]:
+    """Identical messages (e.g. the same Nix warning from each Nix call of a build) shown once, counted."""
+    out: list[MessageRecord] = []
+    counts: dict[tuple[str, str, str | None, int | None], int] = {}
+    for m in msgs:
+        key = (m.level, m.message, m.file, m.line)
+        if key in counts:
+            counts[key] += 1
+            continue
+        counts[key] = 1
+        out.append(m)
+    return [m if counts[(m.level, m.message, m.file, m.line)] == 1
+            else m.model_copy(update={"message": f"{m.message} (×{counts[(m.level, m.message, m.file, m.line)]})"})
+            for m in out]
 
 
 class TaskDetailsWindow(QWidget):
@@ -49,9 +77,12 @@ class TaskDetailsWindow(QWidget):
     Signals:
         openTask(int): the user asked for another task (parent, origin, child link, or the task a
             rerun just created); the main window opens its details.
+        trustHost(str): the user wants to trust the host key of this device (the task failed on it);
+            the main window runs its Trust host key action.
     """
 
     openTask = Signal(int)
+    trustHost = Signal(str)
 
     def __init__(
         self,
@@ -111,6 +142,19 @@ class TaskDetailsWindow(QWidget):
         self.message_panes: dict[str, MessagesPane] = {
             name: MessagesPane(self.messages, levels, name=name) for name, levels in PANE_LEVELS.items()
         }
+        self.host_key_bar = QWidget()
+        bar = QHBoxLayout(self.host_key_bar)
+        bar.setContentsMargins(4, 4, 4, 4)
+        self.host_key_label = QLabel()
+        self.host_key_label.setWordWrap(True)
+        self.trust_button = QPushButton("Trust host key…")
+        self.trust_button.clicked.connect(self._trust)
+        bar.addWidget(self.host_key_label, 1)
+        bar.addWidget(self.trust_button)
+        self.host_key_bar.hide()
+        self._host_key: dict[str, Any] | None = None
+        self.message_panes["Errors"].insertWidget(0, self.host_key_bar)
+        self.message_panes["Errors"].setCollapsible(0, False)
         self.stdout = StreamPane("stdout")
         self.stderr = StreamPane("stderr")
         self.processes = ProcessPane()
@@ -132,6 +176,8 @@ class TaskDetailsWindow(QWidget):
         lay.addWidget(self.notice)
         lay.addWidget(self.tabs, 1)
 
+        for keys in (QKeySequence(QKeySequence.StandardKey.Close), QKeySequence("Ctrl+W"), QKeySequence("Esc")):
+            QShortcut(keys, self, self.close)  # a details window closes like any other window
         self._process_ids: list[int] = []
         self._closed = False  # a Cancel/Rerun still running must not touch the window once closed
         self._ticker = QTimer(self)
@@ -177,6 +223,7 @@ class TaskDetailsWindow(QWidget):
             self._ticker.stop()
         elif t.started is not None and not self._ticker.isActive():
             self._ticker.start()
+        self._show_host_key(t)
         drvs = derivation_rows(t.result)
         if drvs and self.build_logs is None:
             self.build_logs = DerivationsPane()
@@ -197,9 +244,36 @@ class TaskDetailsWindow(QWidget):
         self.stdout.set_processes(procs, live)
         self.stderr.set_processes(procs, live)
 
+    def _show_host_key(self, t: TaskRecord) -> None:
+        """A refused host key: the Errors tab offers the window's own Trust host key action."""
+        hk = t.result.get("host_key")
+        if not isinstance(hk, dict) and t.state.terminal and not t.state.ok:  # a fleet task: its children's
+            kids = [k.result.get("host_key") for k in self.store.children(t.id) if not k.state.ok]
+            hk = next((k for k in kids if isinstance(k, dict)), None)
+        self._host_key = hk if isinstance(hk, dict) else None
+        if not (isinstance(hk, dict) and hk.get("device") and t.state.terminal and not t.state.ok):
+            self.host_key_bar.hide()
+            return
+        what = {"changed": "changed its host key", "unknown": "offers a host key NixDeck does not trust yet"}
+        offered = f" ({hk['offered']})" if hk.get("offered") else ""
+        self.host_key_label.setText(f"{hk['device']} {what.get(str(hk.get('problem')), 'was refused')}{offered}. "
+                                    "Verify the fingerprint on the device, then trust it here.")
+        self.trust_button.setText(f"Trust host key of {hk['device']}…")
+        self.host_key_bar.show()
+
+    def _trust(self) -> None:
+        hk = self._host_key
+        if hk is not None and hk.get("device"):
+            self.trustHost.emit(str(hk["device"]))
+
     def _refresh_messages(self) -> None:
         self.messages.set_base(self.task.project)
-        self.messages.set_messages(self.store.messages(self.task_id))
+        msgs = self.store.messages(self.task_id)
+        t = self.task
+        if t.error and t.state.terminal and not t.state.ok and not _said_by(t.error, msgs):
+            # NixDeck's own reason comes first, once: Nix's messages after it are its consequences
+            msgs = [MessageRecord(task_id=t.id, level="error", message=for_window(t.error), source="nixdeck"), *msgs]
+        self.messages.set_messages(collapse_repeats(msgs))
         for name, levels in PANE_LEVELS.items():
             n = self.messages.count(levels)
             i = self.tabs.indexOf(self.message_panes[name])
@@ -262,6 +336,15 @@ class TaskDetailsWindow(QWidget):
             if self.tabs.tabText(i).split(" (")[0].replace("&&", "&") == name:
                 self.tabs.setCurrentIndex(i)
                 return
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        """Esc and Ctrl+W close the window (also when the shortcut map does not see the key)."""
+        if event.key() == Qt.Key.Key_Escape or event.matches(QKeySequence.StandardKey.Close) or (
+            event.key() == Qt.Key.Key_W and event.modifiers() == Qt.KeyboardModifier.ControlModifier
+        ):
+            self.close()
+            return
+        super().keyPressEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self._closed = True

@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListView,
     QPlainTextEdit,
     QPushButton,
@@ -31,9 +30,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from nixdeck.core.tasks.model import JobRecord, ProcessRecord, TaskRecord
+from nixdeck.core.tasks.model import JobRecord, ProcessRecord, TaskRecord, kind_label
 from nixdeck.core.termtext import neutralise
-from nixdeck.ui.formatting import fmt_duration, fmt_size, fmt_time, one_line
+from nixdeck.ui.formatting import fmt_duration, fmt_size, fmt_time, for_window, one_line
 from nixdeck.ui.icons import state_icon, state_label
 from nixdeck.ui.logview import LogView
 from nixdeck.ui.messages_model import DetailRole, LevelFilter, LocationRole, MessagesModel
@@ -68,7 +67,7 @@ def _scroll(inner: QWidget) -> QScrollArea:
 
 
 # result keys shown in their own pane, not in the Result box
-RESULT_ELSEWHERE = ("derivations",)
+RESULT_ELSEWHERE = ("derivations", "host_key")  # build logs tab; the Errors tab's trust bar
 # what one entry of a per-device result shows, in this order (e.g. a fleet deploy's `devices`)
 _ENTRY_FIELDS = ("state", "outcome", "exit_code", "out_path", "store_path", "error", "failed_units")
 
@@ -88,18 +87,23 @@ def _entry_text(entry: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def result_text(value: Any) -> str:
-    """A result value for people: per-device entries one per line, change lists by their summary."""
+def result_text(value: Any, key: str = "") -> str:
+    """A result value for people: yes/no, sizes with units, lists and per-device entries one per
+    line, change lists by their summary."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int) and (key == "size" or key.endswith("_size") or key.endswith("bytes")):
+        return f"{fmt_size(value)} ({value:,} bytes)"
     if isinstance(value, str):
         return value
-    if isinstance(value, bool | int | float) or value is None:
+    if isinstance(value, int | float) or value is None:
         return str(value)
     if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
         return "\n".join(f"{k}: {_entry_text(v)}" for k, v in value.items())
     if isinstance(value, list) and all(isinstance(v, dict) and "summary" in v for v in value):
         return "\n".join(str(v["summary"]) for v in value) or "none"
     if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
-        return ", ".join(map(str, value)) or "none"
+        return "\n".join(map(str, value)) or "none"
     text = json.dumps(value, indent=1, sort_keys=True, default=str)
     return text if len(text) <= 2000 else text[:2000] + "…"
 
@@ -112,7 +116,7 @@ class OverviewPane(QScrollArea):
     """
 
     openTask = Signal(int)
-    FIELDS = ("Task", "Kind", "State", "Author", "Devices", "Project", "Parent", "Origin", "Children", "Created",
+    FIELDS = ("Task", "Kind", "State", "Phase", "Author", "Devices", "Project", "Parent", "Origin", "Children", "Created",
               "Started", "Ended", "Duration", "Timeout", "Attempt", "Flags", "Error", "Warnings")
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -153,8 +157,9 @@ class OverviewPane(QScrollArea):
     def update_task(self, t: TaskRecord, parent: TaskRecord | None, origin: TaskRecord | None,
                     children: list[TaskRecord]) -> None:
         self._set("Task", f"#{t.id} {one_line(t.title)}")
-        self._set("Kind", t.kind.replace("_", " "))
+        self._set("Kind", kind_label(t.kind))
         self._set("State", state_label(t.state) + (" (cancel requested)" if t.cancel_requested else ""))
+        self._set("Phase", t.phase)  # what it does now, why it waits, or how it ended
         self._set("Author", t.author)
         self._set("Devices", ", ".join(t.devices))
         self._set("Project", t.project or "")
@@ -175,16 +180,16 @@ class OverviewPane(QScrollArea):
         self._set("Attempt", f"{t.attempt} of {t.max_attempts}" if t.max_attempts > 1 else "")
         flags = [f for f, on in (("forced", t.forced), ("silent", t.silent)) if on]
         self._set("Flags", ", ".join(flags))
-        self._set("Error", t.error or "")
+        self._set("Error", for_window(t.error or ""))
         self._set("Warnings", "\n".join(f"• {w}" for w in t.warnings))
         if t.result != self._result:
-            self._show_result(t.result)
+            self._show_result(t.result, t.error)
 
     def update_duration(self, t: TaskRecord) -> None:
         d = t.duration
         self._set("Duration", fmt_duration(d) + (" (running)" if d is not None and not t.state.terminal else ""))
 
-    def _show_result(self, result: dict[str, Any]) -> None:
+    def _show_result(self, result: dict[str, Any], error: str | None = None) -> None:
         self._result = dict(result)
         while self.result_form.rowCount():
             self.result_form.removeRow(0)
@@ -192,7 +197,9 @@ class OverviewPane(QScrollArea):
         for key, value in result.items():
             if key in RESULT_ELSEWHERE or value is None:
                 continue
-            text = result_text(value)
+            if key == "log" and isinstance(value, list) and error:  # the error is shown above, once
+                value = [v for v in value if not (isinstance(v, str) and v.removeprefix("error: ") == error)]
+            text = result_text(value, key)
             row = QWidget()
             lay = QHBoxLayout(row)
             lay.setContentsMargins(0, 0, 0, 0)
@@ -282,66 +289,6 @@ class MessagesPane(QSplitter):
         text = str(index.data(LocationRole) or "") or str(index.data(DetailRole) or "")
         QApplication.clipboard().setText(text)
         return text
-
-
-class ProcessPane(QScrollArea):
-    """Each process of the task: argv as a copyable shell line, cwd, added env, exit."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWidgetResizable(True)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self._shown: list[dict[str, Any]] | None = None
-        self.command_fields: list[QLineEdit] = []
-        self.set_processes([])
-
-    def set_processes(self, procs: list[ProcessRecord]) -> None:
-        dumped = [p.model_dump() for p in procs]
-        if dumped == self._shown:
-            return
-        self._shown = dumped
-        inner = QWidget()
-        lay = QVBoxLayout(inner)
-        self.command_fields = []
-        if not procs:
-            lay.addWidget(QLabel("This task ran no local process."))
-        for p in procs:
-            where = " · ".join(x for x in (p.job, p.step) if x)
-            box = QGroupBox(f"Process {p.id}" + (f" · {where}" if where else "")
-                            + (f" · attempt {p.attempt}" if p.attempt > 1 else ""))
-            form = QFormLayout(box)
-            cmd = QLineEdit(shlex.join(p.argv))
-            cmd.setReadOnly(True)
-            cmd.setFont(mono_font())
-            cmd.setCursorPosition(0)
-            self.command_fields.append(cmd)
-            copy = QPushButton("Copy")
-            copy.setToolTip("Copy the command as a shell line")
-            copy.clicked.connect(lambda _=False, c=cmd: QApplication.clipboard().setText(c.text()))
-            row = QHBoxLayout()
-            row.addWidget(cmd, 1)
-            row.addWidget(copy)
-            form.addRow("Command:", row)
-            form.addRow("Working dir:", _value_label(p.cwd or "(NixDeck's own)"))
-            if p.env:
-                env = _value_label("\n".join(f"{k}={v}" for k, v in sorted(p.env.items())))
-                env.setFont(mono_font())
-                form.addRow("Added env:", env)
-            if p.ended is None and p.started is not None:
-                ended = "running" + (f" (pid {p.pid})" if p.pid else "")
-            elif p.signal:
-                ended = f"killed by signal {p.signal}"
-            else:
-                ended = f"exit code {p.exit_code}" if p.exit_code is not None else "did not start"
-            form.addRow("Outcome:", _value_label(ended))
-            form.addRow("Started:", _value_label(fmt_time(p.started, full=True)))
-            if p.ended:
-                form.addRow("Ended:", _value_label(fmt_time(p.ended, full=True)))
-            form.addRow("Output:", _value_label(f"stdout {fmt_size(p.stdout_size)}, stderr {fmt_size(p.stderr_size)}"
-                                                if p.ended else "streaming"))
-            lay.addWidget(box)
-        lay.addStretch(1)
-        self.setWidget(inner)
 
 
 class StreamPane(QWidget):

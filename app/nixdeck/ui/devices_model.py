@@ -1,9 +1,8 @@
 """The device table: a project's devices with their target, tags and last build / deploy.
 
-`DevicesModel` adapts `core.project.Project` plus the `TaskStore`: a device's last build is the newest
-Build Device task of it or Build Project task that covered it (the device's own outcome, from that
-task's `result["devices"][name]`), its last deploy the newest Deploy to Device task (the children of
-a fleet deploy). `DevicesFilter` narrows the table by tag and text. No business logic here.
+`DevicesModel` adapts `core.project.Project` plus the `TaskStore`: a device's last build and deploy
+are those of *this project's* tasks, as `core.project.history.DeviceHistory` finds them (the domain
+rule lives there, the CLI asks it too). `DevicesFilter` narrows the table by tag and text.
 """
 
 from __future__ import annotations
@@ -17,14 +16,11 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QBrush, QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
-from nixdeck.core.tasks.model import TaskKind, TaskRecord, TaskState
+from nixdeck.core.project.history import BUILD_KINDS, DEPLOY_KINDS, DeviceHistory
+from nixdeck.core.tasks.model import TaskKind, TaskRecord, TaskState, project_key
 from nixdeck.core.tasks.store import TaskStore
 from nixdeck.ui.icons import state_icon
 
-BUILD_KINDS = (TaskKind.BUILD_DEVICE.value, TaskKind.BUILD_PROJECT.value)
-DEPLOY_KINDS = (TaskKind.DEPLOY_DEVICE.value,)
-# how many recent whole-project builds that name no devices (e.g. `nixdeck build` from the CLI) are looked at
-PROJECT_BUILDS_SCANNED = 20
 NO_TARGET = "no target yet"
 
 Index = QModelIndex | QPersistentModelIndex
@@ -84,28 +80,6 @@ def task_cell(t: TaskRecord | None) -> str:
     return f"{t.state.label} · {when}" if when else t.state.label
 
 
-def device_outcome(t: TaskRecord, device: str) -> TaskRecord:
-    """`t` as it concerns one device: a Build Project task's per-device result decides the state
-    (built: completed, error: failed with that error); other tasks are their own outcome."""
-    if t.kind != TaskKind.BUILD_PROJECT.value:
-        return t
-    devices = t.result.get("devices")
-    mine = devices.get(device) if isinstance(devices, dict) else None
-    if not isinstance(mine, dict):
-        return t
-    if mine.get("error"):
-        return t.model_copy(update={"state": TaskState.FAILED, "error": str(mine["error"])})
-    if mine.get("out_path"):
-        state = t.state if t.state.ok else TaskState.COMPLETED
-        return t.model_copy(update={"state": state, "error": None})
-    return t
-
-
-def _covers(t: TaskRecord, device: str) -> bool:
-    devices = t.result.get("devices")
-    return isinstance(devices, dict) and device in devices
-
-
 def _state_color(state: TaskState) -> QColor | None:
     """Text colour of a last build/deploy cell: only outcomes that need attention stand out."""
     if state in (TaskState.FAILED, TaskState.TIMED_OUT, TaskState.INTERRUPTED):
@@ -129,6 +103,7 @@ class DevicesModel(QAbstractTableModel):
     def __init__(self, store: TaskStore | None = None, parent: Any = None) -> None:
         super().__init__(parent)
         self._store = store
+        self._project: str | None = None
         self._rows: list[DeviceRow] = []
 
     # -- content ------------------------------------------------------------------------------
@@ -136,14 +111,19 @@ class DevicesModel(QAbstractTableModel):
         self._store = store
         self.refresh_tasks()
 
-    def set_rows(self, rows: Sequence[DeviceRow]) -> None:
+    def set_rows(self, rows: Sequence[DeviceRow], project: str | None = None) -> None:
+        """Show `rows`; their last build/deploy are those of `project`'s tasks (None: any project)."""
         self.beginResetModel()
-        unnamed = self._project_builds()
-        self._rows = [self._with_tasks(r, unnamed) for r in rows]
+        self._project = project_key(project) if project else None
+        history = self._history()
+        self._rows = [self._with_tasks(r, history) for r in rows]
         self.endResetModel()
 
     def set_project(self, project: Any) -> None:
-        self.set_rows(rows_from_project(project) if project is not None else [])
+        if project is None:
+            self.set_rows([])
+        else:
+            self.set_rows(rows_from_project(project), str(project.path))
 
     def rows(self) -> list[DeviceRow]:
         return list(self._rows)
@@ -160,47 +140,35 @@ class DevicesModel(QAbstractTableModel):
     def all_tags(self) -> list[str]:
         return sorted({t for r in self._rows for t in r.tags})
 
-    def _latest(self, device: str, kinds: Iterable[str]) -> TaskRecord | None:
-        if self._store is None:
-            return None
-        found = self._store.list_tasks(device=device, kinds=list(kinds), limit=1)
-        return found[0] if found else None
+    def _history(self) -> DeviceHistory | None:
+        return DeviceHistory(self._store, self._project) if self._store is not None else None
 
-    def _project_builds(self) -> list[TaskRecord]:
-        """Recent Build Project tasks recorded without devices (they name theirs in the result)."""
-        if self._store is None:
-            return []
-        recent = self._store.list_tasks(kinds=[TaskKind.BUILD_PROJECT.value], limit=PROJECT_BUILDS_SCANNED)
-        return [t for t in recent if not t.devices]
-
-    def _last_build(self, device: str, unnamed: list[TaskRecord]) -> TaskRecord | None:
-        candidates = [t for t in (self._latest(device, BUILD_KINDS),) if t is not None]
-        candidates += [t for t in unnamed if _covers(t, device)][:1]
-        if not candidates:
-            return None
-        return device_outcome(max(candidates, key=lambda t: t.id), device)
-
-    def _with_tasks(self, r: DeviceRow, unnamed: list[TaskRecord] | None = None) -> DeviceRow:
-        unnamed = self._project_builds() if unnamed is None else unnamed
-        return replace(r, last_build=self._last_build(r.name, unnamed), last_deploy=self._latest(r.name, DEPLOY_KINDS))
+    def _with_tasks(self, r: DeviceRow, history: DeviceHistory | None = None) -> DeviceRow:
+        h = history or self._history()
+        if h is None:
+            return replace(r, last_build=None, last_deploy=None)
+        return replace(r, last_build=h.last_build(r.name), last_deploy=h.last_deploy(r.name))
 
     def refresh_tasks(self, devices: Iterable[str] | None = None) -> None:
         """Re-read the last build/deploy of these devices (default: all) from the store."""
         wanted = None if devices is None else set(devices)
-        unnamed = self._project_builds()
+        history = self._history()
         for i, r in enumerate(self._rows):
             if wanted is not None and r.name not in wanted:
                 continue
-            new = self._with_tasks(r, unnamed)
+            new = self._with_tasks(r, history)
             if new != r:
                 self._rows[i] = new
                 self.dataChanged.emit(self.index(i, self.BUILD), self.index(i, self.DEPLOY))
+
+    def _ours(self, t: TaskRecord) -> bool:
+        return self._project is None or t.project == self._project
 
     def on_tasks_changed(self, tasks: Sequence[Any]) -> None:
         """Bridge slot: refresh the rows of devices touched by changed build/deploy tasks."""
         touched: set[str] = set()
         for t in tasks:
-            if isinstance(t, TaskRecord) and t.kind in (*BUILD_KINDS, *DEPLOY_KINDS):
+            if isinstance(t, TaskRecord) and t.kind in (*BUILD_KINDS, *DEPLOY_KINDS) and self._ours(t):
                 touched.update(t.devices)
                 devices = t.result.get("devices")
                 if t.kind == TaskKind.BUILD_PROJECT.value and isinstance(devices, dict):

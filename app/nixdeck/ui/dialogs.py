@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLayout,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
@@ -333,6 +334,7 @@ class HostKeyDialog(QDialog):
         self.setWindowTitle(f"Trust host key of {device}")
         self.setWindowModality(Qt.WindowModality.WindowModal)
         self.replace = False
+        self.who = f"<b>{device}</b> ({host}, port {port})"
         mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         self.info = QLabel(f"Fetching the host key of <b>{device}</b> ({host}, port {port})…")
         self.info.setWordWrap(True)
@@ -347,19 +349,29 @@ class HostKeyDialog(QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
+        layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)  # never smaller than its texts
         layout.addWidget(self.info)
         layout.addWidget(self.fingerprint)
         layout.addWidget(self.warning)
         layout.addWidget(self.buttons)
 
+    def _fit(self) -> None:
+        """The texts changed after the dialog was shown: grow it so no label is clipped."""
+        layout = self.layout()
+        if layout is not None:
+            layout.invalidate()
+            layout.activate()
+        self.resize(self.width(), max(self.height(), self.sizeHint().height(),
+                                      self.heightForWidth(self.width()) if self.hasHeightForWidth() else 0))
+
     def show_key(self, fingerprint: str, state: str, known: Sequence[str] = ()) -> None:
         """state: "unknown", "trusted" or "changed" (as `core.ssh.knownhosts.HostKeyState`)."""
         self.fingerprint.setText(fingerprint)
         if state == "trusted":
-            self.info.setText("This key is already trusted.")
+            self.info.setText(f"The host key of {self.who} is already trusted.")
             self.trust_button.setEnabled(False)
         elif state == "changed":
-            self.info.setText("The host presents a <b>different key</b> from the one NixDeck trusts.")
+            self.info.setText(f"{self.who} presents a <b>different key</b> from the one NixDeck trusts.")
             self.warning.setText(
                 "Known: " + ", ".join(known) + "\nReplace it only if you know the device was reinstalled."
             )
@@ -368,15 +380,19 @@ class HostKeyDialog(QDialog):
             self.replace = True
             self.trust_button.setEnabled(True)
         else:
-            self.info.setText("Compare this fingerprint with the device's own (ssh-keygen -lf) before trusting it:")
+            self.info.setText(f"The host key of {self.who} is not trusted yet. Compare its fingerprint with the "
+                              "device's own (<tt>ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub</tt>) before "
+                              "trusting it:")
             self.trust_button.setEnabled(True)
             self.trust_button.setDefault(True)
+        self._fit()
 
     def show_error(self, text: str) -> None:
         self.info.setText("The host key could not be fetched.")
         self.warning.setText(text)
         self.warning.show()
         self.trust_button.setEnabled(False)
+        self._fit()
 
 
 class NewProjectDialog(_FormDialog):
@@ -386,6 +402,7 @@ class NewProjectDialog(_FormDialog):
         super().__init__("New project", "Create", parent)
         self.path = QLineEdit()
         browse = QPushButton("Browse…")
+        browse.setAutoDefault(False)  # Enter creates the project, it never opens the file dialog
         browse.clicked.connect(self._browse)
         row = QHBoxLayout()
         row.addWidget(self.path, 1)

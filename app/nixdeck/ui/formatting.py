@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from nixdeck.core.tasks.model import format_duration
@@ -40,3 +41,11 @@ def fmt_size(n: int) -> str:
 def one_line(text: str) -> str:
     """A title as one line: newlines (e.g. of an inline script) shown as ⏎."""
     return " ⏎ ".join(part.strip() for part in text.strip().splitlines()) if "\n" in text else text
+
+
+_TRUST_HINT = re.compile(r"(?:trust it with|then run) `nixdeck ssh trust [^`]+`")
+
+
+def for_window(text: str) -> str:
+    """A core message as the window says it: the CLI's trust hint becomes the window's own action."""
+    return _TRUST_HINT.sub("use Trust host key… (Ctrl+K, or the button in the Errors tab)", text)

@@ -130,3 +130,29 @@ def _draw(state: str, px: int) -> QPixmap:
         p.drawPath(tri)
     p.end()
     return pm
+
+
+def terminal_icon(size: int = 16) -> QIcon:
+    """Run command: a small terminal (`>_`), so it never looks like Build's play arrow."""
+    key = ("terminal", size)
+    icon = _cache.get(key)
+    if icon is None:
+        icon = QIcon()
+        for scale in (1, 2):
+            px = size * scale
+            pm = QPixmap(px, px)
+            pm.fill(Qt.GlobalColor.transparent)
+            p = QPainter(pm)
+            p.setRenderHint(QPainter.RenderHint.Antialiasing)
+            p.setPen(QPen(QColor("#37474f"), max(1.0, px / 16)))
+            p.setBrush(QColor("#263238"))
+            p.drawRoundedRect(QRectF(px * 0.06, px * 0.12, px * 0.88, px * 0.76), px * 0.12, px * 0.12)
+            pen = QPen(QColor("#e0f2f1"), max(1.2, px / 9))
+            pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+            p.setPen(pen)
+            p.drawPolyline([QPointF(px * 0.24, px * 0.34), QPointF(px * 0.42, px * 0.5), QPointF(px * 0.24, px * 0.66)])
+            p.drawLine(QPointF(px * 0.5, px * 0.68), QPointF(px * 0.74, px * 0.68))
+            p.end()
+            icon.addPixmap(pm)
+        _cache[key] = icon
+    return icon

@@ -19,6 +19,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from nixdeck.core.project.errors import ProjectError
+from nixdeck.ui.inventory_commit import InventoryCommitter
 from nixdeck.ui.inventory_dialogs import DeviceDialog, ProjectSettingsDialog, TagDialog, describe_device
 
 if TYPE_CHECKING:
@@ -45,6 +46,10 @@ class InventoryActions:
         self.commands = commands
         self.window = commands.window
         self.module_task: asyncio.Task[Path | None] | None = None  # writing devices/<name>.nix (tests await it)
+        self.committer = InventoryCommitter(commands)
+
+    def do_commit_inventory(self) -> None:
+        self.committer.offer()
 
     # -- shared ---------------------------------------------------------------------------------
     def _project(self, what: str) -> Project | None:
@@ -71,6 +76,7 @@ class InventoryActions:
         self.window.reload_inventory()
         if change.changed:
             self.window.show_status(record_title(change) + (f" (task {tid})" if tid is not None else ""), 8000)
+            self.committer.edited(change.summary)
         else:
             self.window.show_status(f"Nothing to change: {change.summary}", 6000)
         return tid

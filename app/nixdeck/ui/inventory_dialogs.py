@@ -194,8 +194,7 @@ class InventoryDialog(QDialog):
         return {n: f.value() for n, f in self.fields.items() if (names is None or n in names) and f.changed()}
 
     def set_error(self, text: str | None) -> None:
-        self.error.setText(text or "")
-        self.error.setVisible(bool(text))
+        self.error.set_error(text)
 
     def show_project_error(self, e: ProjectError) -> None:
         """The error next to its field (by the last part of e.field, e.g. devices.web1.port) and below."""

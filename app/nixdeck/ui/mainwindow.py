@@ -8,8 +8,9 @@ reference and reports a failure in the window instead of losing it.
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,6 @@ from PySide6.QtGui import QCloseEvent, QIcon
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QTableView,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -35,6 +34,7 @@ from nixdeck.core.errors import NixDeckError
 from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.errors import TaskNotFound
 from nixdeck.core.tasks.store import TaskStore
+from nixdeck.ui.banner import Banner, place_on_screen
 from nixdeck.ui.bridge import EngineBridge
 from nixdeck.ui.details import TaskDetailsWindow
 from nixdeck.ui.devices_model import DeviceRow, DevicesFilter, DevicesModel
@@ -48,33 +48,6 @@ log = logging.getLogger(__name__)
 ALL_TAGS = "All tags"
 COLUMN_WIDTHS = (170, 220, 180, 190, 190)
 MAX_ERRORS_IN_BOX = 5  # errors added to an open error message; later ones are only counted
-
-
-class Banner(QFrame):
-    """A slim in-window message line with a close button (notifications without a system tray)."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.label = QLabel()
-        self.label.setWordWrap(True)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        close = QToolButton()
-        close.setText("✕")
-        close.setAutoRaise(True)
-        close.clicked.connect(self.hide)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(8, 4, 4, 4)
-        row.addWidget(self.label, 1)
-        row.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
-        self.hide()
-
-    def show_message(self, text: str, bad: bool = False) -> None:
-        bg, fg = ("#fdecea", "#7a1c14") if bad else ("#e8f1fb", "#173b63")
-        self.setStyleSheet(f"Banner {{ background: {bg}; border: 1px solid {fg}33; border-radius: 3px; }}"
-                           f" QLabel {{ color: {fg}; }}")
-        self.label.setText(text)
-        self.show()
 
 
 class MainWindow(QMainWindow):
@@ -309,8 +282,10 @@ class MainWindow(QMainWindow):
     def show_status(self, text: str, timeout_ms: int = 6000) -> None:
         self.statusBar().showMessage(text, timeout_ms)
 
-    def show_banner(self, title: str, body: str, bad: bool = False) -> None:
-        self.banner.show_message(f"<b>{title}</b> — {body}".replace("\n", "<br>"), bad)
+    def show_banner(self, title: str, body: str, bad: bool = False, *,
+                    action: tuple[str, Callable[[], None]] | None = None) -> None:
+        self.banner.show_message(f"<b>{html.escape(title)}</b> — {html.escape(body)}".replace("\n", "<br>"), bad,
+                                 action=action)
         self.show_status(f"{title}: {body.splitlines()[0] if body else ''}", 10000)
 
     def show_error(self, title: str, text: str, exc: BaseException | None = None) -> None:
@@ -359,9 +334,11 @@ class MainWindow(QMainWindow):
             win.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             win.setWindowFlag(Qt.WindowType.Window, True)
             win.openTask.connect(self.open_task_details)
+            win.trustHost.connect(self.commands.trust_device)
             win.destroyed.connect(lambda *_a, tid=task_id: self._details.pop(tid, None))
             self._details[task_id] = win
             win.resize(1000, 700)
+            place_on_screen(win, self, offset=24 * (len(self._details) % 8))
         win.show()
         win.raise_()
         win.activateWindow()

@@ -6,6 +6,7 @@ the way Picard splits its log view.
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -143,8 +144,8 @@ class MessagesModel(QAbstractListModel):
             return f"{loc} — {first}" if loc else first
         if role == Qt.ItemDataRole.DecorationRole:
             return level_icon(m.level)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return detail_text(m)
+        if role == Qt.ItemDataRole.ToolTipRole:  # code frames line up only in a monospace font
+            return f"<pre style='white-space: pre-wrap'>{html.escape(detail_text(m))}</pre>"
         if role == LevelRole:
             return m.level
         if role == LocationRole:

@@ -1,14 +1,20 @@
-"""`python -m nixdeck.ui.screenshots OUTDIR`: pictures of the window for the docs.
+"""`python -m nixdeck.ui.screenshots OUTDIR`: pictures of the window for the docs, as `make run` shows it.
 
-Runs the real app offscreen on a throw-away data dir with the embedded demo fleet (its simulated
-devices started on 127.0.0.61+, stopped at the end), plus the test fleet's `bad-undef` device added to
-the demo copy so one build fails. Through the window's own actions it builds every demo device,
-deploys two of them and builds the broken one, then saves into OUTDIR:
+Runs the real app offscreen on a throw-away data dir with the embedded demo fleet, exactly as
+`make run` starts it (its four simulated devices on 127.0.0.11-14, stopped at the end). Through the
+window's own actions it builds every demo device, deploys all four as one fleet deploy, runs an SSH
+command that fails on kiosk-1, and opens Trust host key on gateway (whose key it forgets first, then
+trusts again), then saves into OUTDIR:
 
-- `main-window.png`: devices with their last build/deploy, the Tasks dock with completed and failed
-  tasks and the deploy expanded;
-- `task-details.png`: the failed build on its Errors pane (file:line and trace);
-- `deploy-details.png`: the deploy parent's details (per-device outcome, children).
+- `main-window.png`: devices with their last build/deploy, the Tasks dock with the finished fleet
+  deploy expanded (final progress texts: "4/4 deployed", "deployed (confirmed)", "exited 2");
+- `deploy-details.png`: the fleet deploy's details (per-device outcome, children);
+- `ssh-command-details.png`: the failed SSH command's Process tab (connection, host key, the exact
+  remote command and its OpenSSH equivalent);
+- `trust-dialog.png`: the Trust host key dialog with the fingerprint to compare.
+
+The demo block 127.0.0.11-14 must be free; as root, `make screenshots` runs this in a private
+network namespace, so a running `make run` is not in the way.
 """
 
 from __future__ import annotations
@@ -16,33 +22,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-BROKEN = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "fleet" / "devices" / "bad-undef.nix"
-FIRST_OCTET = 61
 SIZE = (1280, 800)
 DETAILS_SIZE = (1100, 720)
-DEMO_BUILT = ("gateway", "kiosk-1", "kiosk-2", "sensor-hub")
-DEPLOYED = ("kiosk-1", "kiosk-2")
-GIT_ENV = {"GIT_AUTHOR_NAME": "NixDeck", "GIT_AUTHOR_EMAIL": "demo@nixdeck.invalid",
-           "GIT_COMMITTER_NAME": "NixDeck", "GIT_COMMITTER_EMAIL": "demo@nixdeck.invalid", "GIT_CONFIG_NOSYSTEM": "1"}
+DEMO_DEVICES = ("gateway", "kiosk-1", "kiosk-2", "sensor-hub")
+FAILING = ("kiosk-1", ["ls", "/var/lib/kiosk/playlist"])  # exits 2: no such file on the device
+TRUSTED_AGAIN = "gateway"
 
 
-def prepare_fleet(fleet: Path) -> None:
-    """Add the test fleet's device with a typo (undefined variable), committed so the flake sees it."""
-    shutil.copy(BROKEN, fleet / "devices" / BROKEN.name)
-    env = {**os.environ, **GIT_ENV}
-    for args in (["add", "-A"], ["-c", "commit.gpgsign=false", "commit", "-q", "-m", "Screenshots: add a broken device"]):
-        subprocess.run(["git", "-C", str(fleet), *args], env=env, check=True, capture_output=True)
-
-
-async def _until(cond: Callable[[], Any], what: str, limit: float = 120.0) -> Any:
+async def _until(cond: Callable[[], Any], what: str, limit: float = 300.0) -> Any:
     async with asyncio.timeout(limit):
         while True:
             v = cond()
@@ -53,8 +46,9 @@ async def _until(cond: Callable[[], Any], what: str, limit: float = 120.0) -> An
 
 
 async def _shoot(nx: Any, outdir: Path) -> list[Path]:
+    from nixdeck.core.ssh.knownhosts import KnownHosts
     from nixdeck.ui.details import TaskDetailsWindow
-    from nixdeck.ui.dialogs import DeployDialog
+    from nixdeck.ui.dialogs import DeployDialog, HostKeyDialog, RunCommandDialog
 
     await nx.start()
     w = nx.window
@@ -65,26 +59,33 @@ async def _shoot(nx: Any, outdir: Path) -> list[Path]:
         return [t.id for t in store.list_tasks(kinds=[kind]) if t.id not in seen]
 
     # every demo device builds
-    w.select_devices(list(DEMO_BUILT))
+    w.select_devices(list(DEMO_DEVICES))
     w.commands.act("build")
-    builds = await _until(lambda: len(new_ids("build_device", set())) == len(DEMO_BUILT) and
+    builds = await _until(lambda: len(new_ids("build_device", set())) == len(DEMO_DEVICES) and
                           new_ids("build_device", set()), "the builds are submitted")
     for tid in builds:
         await engine.wait(tid)
-    # two of them deploy
-    w.select_devices(list(DEPLOYED))
+    # all four deploy, as one fleet deploy
+    w.select_devices(list(DEMO_DEVICES))
     w.commands.act("deploy")
     dlg = w.commands.dialog
     assert isinstance(dlg, DeployDialog), dlg
     dlg.accept()
     (deploy,) = await _until(lambda: new_ids("deploy_devices", set()), "the deploy is submitted")
     deployed = await engine.wait(deploy)
-    # the broken device fails
-    w.select_devices(["bad-undef"])
-    w.commands.act("build")
-    (failing,) = await _until(lambda: new_ids("build_device", set(builds)), "the failing build is submitted")
-    failed = await engine.wait(failing)
-    print(f"builds done, deploy {deployed.state.value}, bad-undef {failed.state.value}", file=sys.stderr)
+    # an SSH command fails on kiosk-1
+    device, argv = FAILING
+    w.select_devices([device])
+    w.commands.act("run_command")
+    run = w.commands.dialog
+    assert isinstance(run, RunCommandDialog), run
+    run.ssh.setChecked(True)
+    run.command.setText(" ".join(argv))
+    run.accept()
+    (ssh,) = await _until(lambda: new_ids("ssh_command", set()), "the SSH command is submitted")
+    failed = await engine.wait(ssh)
+    print(f"builds done, deploy {deployed.state.value} ({deployed.phase}), ssh {failed.state.value} "
+          f"({failed.phase})", file=sys.stderr)
 
     nx.bridge.flush()
     await asyncio.sleep(0.3)
@@ -92,7 +93,7 @@ async def _shoot(nx: Any, outdir: Path) -> list[Path]:
     for child in store.children(deploy):
         dock.select_task(child.id)  # expands the deploy
     dock.select_task(deploy)
-    w.select_devices(list(DEPLOYED))
+    w.select_devices(list(DEMO_DEVICES[1:3]))
     w.table.setFocus()
     await asyncio.sleep(0.5)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +105,7 @@ async def _shoot(nx: Any, outdir: Path) -> list[Path]:
         saved.append(path)
 
     save(w, "main-window.png")
-    for tid, name, tab in ((failing, "task-details.png", "Errors"), (deploy, "deploy-details.png", "Overview")):
+    for tid, name, tab in ((deploy, "deploy-details.png", "Overview"), (ssh, "ssh-command-details.png", "Process")):
         details = w.open_task_details(tid)
         assert isinstance(details, TaskDetailsWindow)
         details.resize(*DETAILS_SIZE)
@@ -112,6 +113,20 @@ async def _shoot(nx: Any, outdir: Path) -> list[Path]:
         await asyncio.sleep(0.6)
         save(details, name)
         details.close()
+
+    # Trust host key on a device whose key NixDeck no longer knows (trusted again afterwards)
+    row = w.model.device(w.model.row_of(TRUSTED_AGAIN))
+    assert row.host is not None
+    KnownHosts.in_data_dir(store.data_dir).forget(row.host, row.port)
+    w.select_devices([TRUSTED_AGAIN])
+    w.commands.act("trust_host")
+    trust = w.commands.dialog
+    assert isinstance(trust, HostKeyDialog), trust
+    await _until(lambda: trust.fingerprint.text(), "the fingerprint is shown", 60)
+    await asyncio.sleep(0.3)
+    save(trust, "trust-dialog.png")
+    trust.trust_button.click()
+
     nx.quit_now()
     if nx._done is not None:
         await nx._done.wait()
@@ -121,8 +136,8 @@ async def _shoot(nx: Any, outdir: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m nixdeck.ui.screenshots")
     p.add_argument("outdir", type=Path, help="where the PNGs go (the docs use docs/screenshots)")
-    p.add_argument("--first-octet", type=int, default=FIRST_OCTET,
-                   help=f"the demo devices listen on 127.0.0.N from this N on (default {FIRST_OCTET})")
+    p.add_argument("--first-octet", type=int, default=None,
+                   help="the demo devices listen on 127.0.0.N from this N on (default: the demo's, 11, as `make run`)")
     args = p.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("NO_COLOR", "1")
@@ -139,7 +154,6 @@ def main(argv: list[str] | None = None) -> int:
         data.mkdir()
         demo = start_demo(data, first_octet=args.first_octet)
         try:
-            prepare_fleet(demo.fleet)
             app = QApplication.instance() or QApplication(["nixdeck-screenshots"])
             assert isinstance(app, QApplication)
             app.setStyle("Fusion")

@@ -28,8 +28,26 @@ HINT_STYLE = "color: palette(placeholder-text);"
 SET_HERE = "set here"
 
 
-def error_label() -> QLabel:
-    label = QLabel()
+class ErrorLabel(QLabel):
+    """An error line that keeps its place once shown: clearing it (the user types a fix) never moves
+    the fields below, so a click or keystroke lands where the user aimed."""
+
+    def setVisible(self, visible: bool) -> None:  # noqa: N802 - Qt's name
+        if visible:
+            policy = self.sizePolicy()
+            policy.setRetainSizeWhenHidden(True)
+            self.setSizePolicy(policy)
+        super().setVisible(visible)
+
+    def set_error(self, text: str | None) -> None:
+        """Show `text`; None hides the line but keeps its last text, so its place stays the same."""
+        if text:
+            self.setText(text)
+        self.setVisible(bool(text))
+
+
+def error_label() -> ErrorLabel:
+    label = ErrorLabel()
     label.setStyleSheet(ERROR_STYLE)
     label.setWordWrap(True)
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -122,8 +140,7 @@ class SettingField(QWidget):
             self.hint.setToolTip(f"Effective value: {self.effective_text()} (from {self.source})")
 
     def set_error(self, text: str | None) -> None:
-        self.error.setText(text or "")
-        self.error.setVisible(bool(text))
+        self.error.set_error(text)
 
     def _on_edited(self) -> None:
         self.set_error(None)
@@ -169,6 +186,7 @@ class PathField(TextField):
         super().__init__(name, own, inherited, source, empty_text, parent=parent)
         self.title, self.start_dir = title, start_dir
         self.browse = QPushButton("Browse…")
+        self.browse.setAutoDefault(False)  # Enter in the dialog is OK, never this file dialog
         self.browse.setObjectName(f"browse_{name}")
         self.browse.clicked.connect(self.open_picker)
         self.row.insertWidget(1, self.browse)

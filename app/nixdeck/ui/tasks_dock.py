@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 
 from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.errors import TaskNotFound
-from nixdeck.core.tasks.model import ACTIVE_STATES, FAILED_STATES, TaskKind, TaskRecord, TaskState
+from nixdeck.core.tasks.model import ACTIVE_STATES, FAILED_STATES, TaskKind, TaskRecord, TaskState, kind_label
 from nixdeck.core.tasks.store import TaskStore
 from nixdeck.ui.bridge import EngineBridge
 from nixdeck.ui.icons import state_icon, state_label
@@ -50,7 +50,7 @@ _STATE_CHOICES: list[tuple[str, tuple[str, ...]]] = [
     ("All states", ()),
     ("Active", tuple(s.value for s in TaskState if s in ACTIVE_STATES)),
     ("Failed or canceled", tuple(s.value for s in TaskState if s in FAILED_STATES or s == TaskState.CANCELED)),
-] + [(state_label(s), (s.value,)) for s in TaskState]
+] + [(state_label(s), (s.value,)) for s in TaskState if s != TaskState.SKIPPED]
 
 
 class ProgressDelegate(QStyledItemDelegate):
@@ -115,7 +115,7 @@ class TasksDock(QDockWidget):
         self.kind_combo = QComboBox()
         self.kind_combo.addItem("All kinds", "")
         for k in TaskKind:
-            self.kind_combo.addItem(k.value.replace("_", " ").capitalize(), k.value)
+            self.kind_combo.addItem(kind_label(k.value), k.value)
         self.device_edit = QLineEdit()
         self.device_edit.setPlaceholderText("Device")
         self.device_edit.setClearButtonEnabled(True)

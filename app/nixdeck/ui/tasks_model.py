@@ -23,7 +23,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QBrush, QPalette
 from PySide6.QtWidgets import QApplication
 
-from nixdeck.core.tasks.model import TaskRecord
+from nixdeck.core.tasks.model import TaskRecord, TaskState, kind_label
 from nixdeck.core.tasks.store import TaskStore
 from nixdeck.ui.bridge import EngineBridge
 from nixdeck.ui.formatting import fmt_devices, fmt_duration, fmt_time, one_line
@@ -54,7 +54,7 @@ HEADERS = {
 
 TaskIdRole = Qt.ItemDataRole.UserRole + 1
 StateRole = Qt.ItemDataRole.UserRole + 2  # TaskState value (str)
-ProgressRole = Qt.ItemDataRole.UserRole + 3  # float 0..1, or None when unknown / not active
+ProgressRole = Qt.ItemDataRole.UserRole + 3  # float 0..1 while running; None when unknown / not running
 RecordRole = Qt.ItemDataRole.UserRole + 4  # the TaskRecord
 
 
@@ -312,8 +312,8 @@ class TasksModel(QAbstractItemModel):
             return t.state.value
         if role == RecordRole:
             return t
-        if role == ProgressRole:
-            if t.state.terminal or t.progress is None:
+        if role == ProgressRole:  # a bar only while the task runs; waiting and finished tasks show text
+            if t.state not in (TaskState.RUNNING, TaskState.CANCELING) or t.progress is None:
                 return None
             return float(t.progress)
         if role == Qt.ItemDataRole.DecorationRole and col == Column.STATE:
@@ -337,7 +337,7 @@ class TasksModel(QAbstractItemModel):
         if col == Column.PROGRESS:
             if t.phase:
                 return t.phase
-            if t.progress is not None and not t.state.terminal:
+            if t.progress is not None and t.state in (TaskState.RUNNING, TaskState.CANCELING):
                 return f"{t.progress * 100:.0f}%"
             return ""
         if col == Column.AUTHOR:
@@ -353,7 +353,7 @@ class TasksModel(QAbstractItemModel):
         if col == Column.STATE:
             return f"{state_label(t.state)}: {t.error}" if t.error else state_label(t.state)
         if col == Column.TASK:
-            return f"#{t.id} · {t.kind}\n{t.title}"
+            return f"#{t.id} · {kind_label(t.kind)}\n{t.title}"
         if col == Column.DEVICE:
             return ", ".join(t.devices) or None
         if col == Column.PROGRESS:

@@ -113,9 +113,11 @@ class _Rollout:
         self.not_started: set[str] = set()
         self.failures = 0
         self.halted: str | None = None
+        self.later = 0  # devices of the waves after the current one
 
     def report(self) -> None:
-        """The parent's progress line for the Tasks panel: ``wave 2/3 · 7/10 done · 2 deploying · 1 failed``."""
+        """The parent's progress line for the Tasks panel: ``wave 2/3 · 7/10 done · 2 deploying · 1 failed``
+        (``· 5 waiting for wave 3`` while later waves wait)."""
         n = len(self.sub.devices)
         done = len([d for d in self.records if d not in self.not_started])
         parts = [f"wave {self.wave}/{self.waves}"] if self.waves > 1 else []
@@ -127,6 +129,8 @@ class _Rollout:
             parts.append(f"{self.failures} failed")
         if self.halted is not None:
             parts.append("halted" + (f", {len(self.not_started)} not started" if self.not_started else ""))
+        elif self.later:
+            parts.append(f"{self.later} waiting for wave {self.wave + 1}")
         self.ctx.progress(done / n, " · ".join(parts))
 
     async def deploy(self, device: str, paths: dict[str, str]) -> None:
@@ -221,6 +225,7 @@ class DeployDevices(Operation):
                 if rollout.halted is not None:
                     break
                 rollout.wave = index + 1
+                rollout.later = sum(len(w) for w in waves[index + 1:])
                 rollout.report()
                 async with ctx.step(f"wave {index + 1}", job="rollout") as step:
                     await asyncio.gather(*(rollout.deploy(d, paths) for d in wave))

@@ -33,6 +33,7 @@ from nixdeck.core.nix.parselog import LogSummary
 from nixdeck.core.nix.parser import NixLogParser
 from nixdeck.core.nix.progress import FAILED, ProgressSnapshot
 from nixdeck.core.nix.version import NixVersion, detect_nix_async
+from nixdeck.core.ops.dirty_tree import explain_dirty_tree
 from nixdeck.core.tasks.context import ProcessResult, TaskContext
 from nixdeck.core.tasks.errors import TaskFailed, UserError
 from nixdeck.core.tasks.model import MessageRecord, ProcessRecord
@@ -54,6 +55,7 @@ _EVAL_ERROR_RE = re.compile(
 _INFO_WARNING_RE = re.compile(
     r"^(?:warning: )?(?:creating lock file|updating lock file|committed new revision|not writing modified lock file)"
     r"|SQLite database '[^']*' is busy"
+    r"|you don't have Internet access"  # a note about the machine (offline labs), not about the task
 )
 _IGNORED_ERROR_PREFIX = "error (ignored)"
 
@@ -295,6 +297,7 @@ class _Feeder:
         self.last_progress = 0.0
         self.progress_version = -1
         self.warned: set[str] = set()
+        self.dirty: MessageRecord | None = None
 
     def start(self, rec: ProcessRecord) -> None:
         self.logs = DrvLogWriter(self.ctx.store.log_dir(self.ctx.task_id) / f"{rec.id}.drv-logs")
@@ -346,6 +349,9 @@ class _Feeder:
             if m.kind == KIND_ERROR and len(self.records) < 100:
                 self.records.append(rec)
             return
+        if kind == KIND_WARNING and is_dirty_tree_warning(m):
+            self.dirty = rec  # reported after the run, naming the files (see core/ops/dirty_tree)
+            return
         self.pending.append(rec)
         if kind == KIND_WARNING and len(self.warned) < WARNINGS_KEPT:
             key = "dirty" if is_dirty_tree_warning(m) else text
@@ -380,6 +386,14 @@ class _Feeder:
             self.report_progress()
         if self.logs is not None:
             self.logs.close()
+
+
+async def _report_dirty(ctx: TaskContext, rec: MessageRecord) -> None:
+    """Nix's dirty-tree warning, honest: a warning for the user's edits, an info for NixDeck's own."""
+    users, text = await explain_dirty_tree(rec.message)
+    ctx.add_messages([rec.model_copy(update={"message": text, "level": KIND_WARNING if users else KIND_INFO})])
+    if users:
+        ctx.warn(text)
 
 
 async def run_nix(
@@ -427,6 +441,8 @@ async def run_nix(
         )
     finally:
         feeder.close()
+    if feeder.dirty is not None:
+        await _report_dirty(ctx, feeder.dirty)
     summary = LogSummary.from_parser(parser, source_root=source_root)
     logs = feeder.logs
     files = {k: v for k, v in logs.files.items() if k} if logs else {}

@@ -66,9 +66,18 @@ async def _translate_host_key_error(
 class SshSession:
     """One authenticated connection to a device; run commands with `run` / `run_capture`."""
 
-    def __init__(self, conn: asyncssh.SSHClientConnection, target: SshTarget) -> None:
+    def __init__(self, conn: asyncssh.SSHClientConnection, target: SshTarget,
+                 known_hosts_path: Path | None = None) -> None:
         self.conn = conn
         self.target = target
+        self.known_hosts_path = known_hosts_path
+
+    def host_key(self) -> asyncssh.SSHKey | None:
+        """The device's host key this connection verified."""
+        try:
+            return self.conn.get_server_host_key()
+        except Exception:  # noqa: BLE001 - a closed connection has none to tell
+            return None
 
     @classmethod
     async def open(cls, target: SshTarget, known_hosts: KnownHosts) -> SshSession:
@@ -120,7 +129,7 @@ class SshSession:
             ) from exc  # fmt: skip
         except (OSError, asyncssh.Error) as exc:
             raise connect_error(exc, target.host, target.port) from exc
-        return cls(conn, target)
+        return cls(conn, target, known_hosts.path)
 
     async def __aenter__(self) -> SshSession:
         return self
@@ -142,6 +151,7 @@ class SshSession:
         on_stderr: LineCallback | None = None,
         timeout: float | None = None,
         input: str | None = None,
+        on_command: Callable[[str], None] | None = None,
     ) -> int:
         """Run ``argv`` on the device (quoted with shlex.join), stream its lines to the callbacks
         and return its exit status (negative signal number if a signal ended it).
@@ -152,6 +162,8 @@ class SshSession:
             raise ValueError("empty command")
         marker = f"NIXDECK-PGID-{secrets.token_hex(8)}="
         command = f"echo {marker}$$ >&2; exec {shlex.join(argv)}"
+        if on_command is not None:
+            on_command(command)  # recorded as what really ran (the Process tab shows it)
         pgid: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         try:
             proc = await self.conn.create_process(

@@ -167,9 +167,10 @@ class TaskContext:
         self.engine.bus.emit(StepChanged(self.task.id, shown))
 
     def skip_remaining(self, job: str, reason: str = "skipped") -> None:
+        """The job's steps that have not run end `skipped` with `reason` as their detail."""
         for (j, _), s in self._steps.items():
             if j == job and not s.state.terminal:
-                s.state, s.detail = TaskState.CANCELED, reason
+                s.state, s.detail = TaskState.SKIPPED, reason
                 self._save_step(s)
 
     @asynccontextmanager

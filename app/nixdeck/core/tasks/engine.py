@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
-import os
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,13 +20,15 @@ from pydantic import ValidationError
 from nixdeck.core.errors import NixDeckError
 from nixdeck.core.tasks.context import TaskContext
 from nixdeck.core.tasks.errors import UserError
-from nixdeck.core.tasks.events import EventBus, Subscriber, TaskChanged, TaskCreated
+from nixdeck.core.tasks.events import EventBus, StepChanged, Subscriber, TaskChanged, TaskCreated
+from nixdeck.core.tasks.locks import DeviceLocks, waiting_for_slot
 from nixdeck.core.tasks.model import (
     FAILED_STATES,
     SPECIAL_AUTHORS,
     TaskRecord,
     TaskState,
     current_author,
+    project_key,
     utcnow,
 )
 from nixdeck.core.tasks.operation import Operation
@@ -44,6 +43,7 @@ from nixdeck.core.tasks.submission import (
     scrub_data,
     secret_values,
 )
+from nixdeck.core.tasks.summary import add_counted, final_phase, finish_steps
 
 log = logging.getLogger(__name__)
 
@@ -60,51 +60,6 @@ def derive_parent_state(own: TaskState, children: Iterable[TaskState], has_warni
     if has_warnings or own == TaskState.COMPLETED_WITH_WARNINGS or TaskState.COMPLETED_WITH_WARNINGS in states:
         return TaskState.COMPLETED_WITH_WARNINGS
     return TaskState.COMPLETED
-
-
-class _DeviceLocks:
-    """Per-device locks: in-process asyncio locks plus a flock file so two NixDecks never collide."""
-
-    def __init__(self, lock_dir: Path) -> None:
-        self.dir = lock_dir
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._fds: dict[str, int] = {}
-
-    async def acquire(self, devices: Sequence[str]) -> None:
-        taken: list[str] = []
-        try:
-            for d in sorted(set(devices)):
-                await self._locks.setdefault(d, asyncio.Lock()).acquire()
-                taken.append(d)
-                await self._flock(d)
-        except BaseException:
-            self.release(taken)
-            raise
-
-    async def _flock(self, device: str) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.dir / f"{device.replace('/', '_')}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._fds[device] = fd
-                return
-            except BlockingIOError:
-                await asyncio.sleep(0.2)
-            except BaseException:
-                os.close(fd)
-                raise
-
-    def release(self, devices: Sequence[str]) -> None:
-        for d in sorted(set(devices)):
-            fd = self._fds.pop(d, None)
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
-            lock = self._locks.get(d)
-            if lock is not None and lock.locked():
-                lock.release()
 
 
 class TaskEngine:
@@ -127,7 +82,8 @@ class TaskEngine:
         self.retry_delay = retry_delay
         self.max_concurrent = max_concurrent
         self._slots = asyncio.Semaphore(max_concurrent)
-        self._locks = _DeviceLocks(store.data_dir / "locks")
+        self._slot_users = 0
+        self._locks = DeviceLocks(store.data_dir / "locks")
         self._ops: dict[str, Operation] = {}
         self._drivers: dict[int, asyncio.Task[None]] = {}
         self._live: dict[int, TaskRecord] = {}
@@ -172,6 +128,10 @@ class TaskEngine:
         secrets = self._secrets.get(task_id, [])
         texts = ("title", "error", "warnings", "phase", "result")
         return {k: scrub_data(v, secrets) if k in texts else v for k, v in fields.items()}
+
+    def drives(self, task_id: int) -> bool:
+        """True while this engine runs the task (its events come from here, not from the store)."""
+        return task_id in self._live
 
     def live(self, task_id: int) -> TaskRecord:
         """The freshest record of a task (in memory while this engine runs it)."""
@@ -223,6 +183,9 @@ class TaskEngine:
             raise NixDeckError(f"retries must be 0 or more, not {retries}")
         secrets = [*secret_values(submission), *self._secrets.get(parent_id or 0, [])]
         author = author or self.author
+        project = project or getattr(submission, "project_dir", None)  # device history is per project
+        if project:
+            project = project_key(project)
         if author not in SPECIAL_AUTHORS and author != current_author() and author != self.author:
             raise NixDeckError(f"author must be the OS user or one of {', '.join(SPECIAL_AUTHORS)}")
         pid, ticks = self._identity
@@ -248,6 +211,7 @@ class TaskEngine:
         self._originals[task.id] = submission
         self._secrets[task.id] = secrets
         self.bus.emit(TaskCreated(task))
+        log.info("task %s submitted: %s (%s) by %s", task.id, task.title, kind, author)
         self._drivers[task.id] = asyncio.get_running_loop().create_task(self._drive(task.id, op))
         self._ensure_poller()
         return task.id
@@ -279,7 +243,7 @@ class TaskEngine:
                 kind=kind, title=title, state=state, author=author or self.author, created=now, started=now,
                 ended=now, devices=list(devices), silent=silent, submission=scrub_data(redact(sub), secrets),
                 result=scrub_data(result or {}, secrets),
-                project=project, timeout=None, parent_id=parent_id,
+                project=project_key(project) if project else None, timeout=None, parent_id=parent_id,
                 error=scrub(error, secrets) if error else error, phase=scrub(phase, secrets),
             )
         )
@@ -299,16 +263,19 @@ class TaskEngine:
             if task_id in self._cancel_requested:  # canceled before its driver ever ran
                 raise asyncio.CancelledError
             if op.locks_devices and task.devices:
-                await self._locks.acquire(task.devices)
+                await self._locks.acquire(task.devices, task_id, lambda why: self._changed(task_id, phase=why))
                 locked = list(task.devices)
             if op.uses_slot:
-                self._changed(task_id, state=TaskState.QUEUED)
+                busy = self._slots.locked()
+                self._changed(task_id, state=TaskState.QUEUED,
+                              phase=waiting_for_slot(self._slot_users, self.max_concurrent) if busy else "")
                 await self._slots.acquire()
                 slot = True
+                self._slot_users += 1
             attempt = 1
             while True:
                 t = self._changed(task_id, state=TaskState.RUNNING, started=self._live[task_id].started or utcnow(),
-                                  attempt=attempt, error=None)
+                                  attempt=attempt, error=None, phase="")
                 ctx = TaskContext(self, t, self._originals[task_id], self._secrets[task_id])
                 final, error = await self._attempt(op, ctx, t.timeout)
                 if final not in FAILED_STATES or final == TaskState.TIMED_OUT or attempt >= t.max_attempts:
@@ -330,6 +297,7 @@ class TaskEngine:
         finally:
             if slot:
                 self._slots.release()
+                self._slot_users -= 1
             self._locks.release(locked)
         # children: cancel leftovers of a failed parent, then wait for all of them
         kids = self.store.children(task_id)
@@ -354,8 +322,10 @@ class TaskEngine:
             final = TaskState.COMPLETED_WITH_WARNINGS
         live = self._live[task_id]  # progress writes are throttled: the final record gets the latest
         try:
+            phase = self._final_phase(live.model_copy(update={"error": error}), final, kids)
             self._changed(task_id, state=final, ended=utcnow(), error=error, owner_pid=None, owner_start=None,
-                          cancel_requested=False, progress=live.progress, phase=live.phase)
+                          cancel_requested=False, progress=1.0 if final.ok else live.progress, phase=phase)
+            log.info("task %s ended %s: %s%s", task_id, final.label, phase, f" ({error})" if error else "")
         finally:
             # even when the store refuses the write (disk full), this engine is done with the task
             self._drivers.pop(task_id, None)
@@ -365,6 +335,18 @@ class TaskEngine:
             self._secrets.pop(task_id, None)
             self._started.discard(task_id)
             self._last_progress_write.pop(task_id, None)
+
+    def _final_phase(self, live: TaskRecord, final: TaskState, kids: list[TaskRecord]) -> str:
+        """Close the steps that never ran (`skipped`) and say how the task ended (core/tasks/summary)."""
+        try:
+            steps = [s for j in self.store.jobs(live.id) for s in j.steps]
+            for s in finish_steps(steps):
+                self.store.save_step(live.id, s)
+                self.bus.emit(StepChanged(live.id, s.model_copy()))
+            return final_phase(live, final, steps, kids)
+        except Exception:  # noqa: BLE001 - a summary must never keep a task from ending
+            log.exception("task %s: cannot summarize its end", live.id)
+            return final.label
 
     async def _attempt(self, op: Operation, ctx: TaskContext, timeout: float | None) -> tuple[TaskState, str | None]:
         task_id = ctx.task_id
@@ -399,8 +381,9 @@ class TaskEngine:
 
     # -- effects used by TaskContext ------------------------------------------------------------
     def _add_warning(self, task_id: int, message: str) -> None:
+        """A warning; one said again (e.g. by each Nix call of a build) is kept once, with a count."""
         t = self.live(task_id)
-        self._changed(task_id, warnings=[*t.warnings, message])
+        self._changed(task_id, warnings=add_counted(t.warnings, message))
 
     def _set_result(self, task_id: int, values: dict[str, Any]) -> None:
         t = self.live(task_id)

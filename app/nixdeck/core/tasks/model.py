@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -11,7 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class TaskState(StrEnum):
-    """Lifecycle of a task. `pending` waits for a device lock or its parent, `queued` for a free slot."""
+    """Lifecycle of a task. `pending` waits for a device lock or its parent, `queued` for a free slot.
+
+    `skipped` is for steps only (a planned step that never ran); a task never ends `skipped`.
+    """
 
     PENDING = "pending"
     QUEUED = "queued"
@@ -72,6 +76,27 @@ class TaskKind(StrEnum):
     AUTOMATION = "automation"
 
 
+# kind names as users say them (the window's Kind column and filter, `tasks show`)
+KIND_LABELS = {
+    "build_device": "Build Device",
+    "build_project": "Build Project",
+    "deploy_devices": "Deploy Devices",
+    "deploy_device": "Deploy to Device",
+    "flake_update": "Update Nix Flake",
+    "build_image": "Build Image for Device",
+    "run_vm": "Run NixOS VM",
+    "ssh_command": "Run SSH Command",
+    "ssh_commands": "Run SSH Command on Devices",
+    "run_command": "Run Command",
+    "record": "Record",
+}
+
+
+def kind_label(kind: str) -> str:
+    """"Run SSH Command" for `ssh_command`; unknown kinds as words ("my_kind" -> "My kind")."""
+    return KIND_LABELS.get(kind) or kind.replace("_", " ").capitalize()
+
+
 SPECIAL_AUTHORS = ("scheduler", "automation")
 
 
@@ -81,6 +106,12 @@ def current_author() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def project_key(path: str | os.PathLike[str]) -> str:
+    """How a task names its project: the flake directory's real absolute path, so one project is
+    one key however it was opened (relative path, symlink, `~`)."""
+    return os.path.realpath(os.path.expanduser(os.fspath(path)))
 
 
 def utcnow() -> datetime:
@@ -136,7 +167,9 @@ class JobRecord(BaseModel):
 
 
 class ProcessRecord(BaseModel):
-    """One local process a task ran: the exact argv, where, with which added environment (redacted)."""
+    """One process a task ran: the exact argv, where, with which added environment (redacted).
+
+    A remote command has `remote` set (see core/ops/remote.py RemoteCommandLog)."""
 
     id: int = 0
     task_id: int
@@ -156,6 +189,9 @@ class ProcessRecord(BaseModel):
     stderr_path: str | None = None
     stdout_size: int = 0
     stderr_size: int = 0
+    # a remote command (no local process): user, host, port, identity, host key, the exact command
+    # string sent, and `argv` is then an OpenSSH command line that reproduces it
+    remote: dict[str, Any] = Field(default_factory=dict)
 
 
 class MessageRecord(BaseModel):
@@ -225,6 +261,7 @@ class TaskRecord(BaseModel):
             "ended": self.ended.isoformat() if self.ended else None,
             "duration": self.duration,
             "devices": self.devices,
+            "project": self.project,
             "forced": self.forced,
             "silent": self.silent,
             "error": self.error,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from nixdeck.core.tasks.model import TaskRecord, TaskState, utcnow
 from nixdeck.core.tasks.procs import is_alive, own_identity, terminate_groups_blocking
+from nixdeck.core.tasks.summary import final_phase, finish_steps
 
 if TYPE_CHECKING:
     from nixdeck.core.tasks.store import TaskStore
@@ -44,9 +45,9 @@ def recover(store: TaskStore, grace: float = 3.0) -> list[int]:
     for p in leftovers:
         store.update_process(p.id, ended=now)
     for t in claimed:
-        for j in store.jobs(t.id):
-            for s in j.steps:
-                if not s.state.terminal:
-                    s.state, s.ended = TaskState.INTERRUPTED, now
-                    store.save_step(t.id, s)
+        steps = [s for j in store.jobs(t.id) for s in j.steps]
+        for s in finish_steps(steps):  # never started: skipped; running: interrupted
+            s.ended = s.ended or (now if s.state == TaskState.INTERRUPTED else None)
+            store.save_step(t.id, s)
+        store.update_task(t.id, phase=final_phase(t, TaskState.INTERRUPTED, steps, []))  # not its last live phrase
     return [t.id for t in claimed]

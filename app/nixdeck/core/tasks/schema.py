@@ -91,6 +91,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX messages_task ON messages(task_id, level);
     """,
+    # v2: how a remote command really ran (connection, host key, exact command); '{}' for local ones
+    """
+    ALTER TABLE processes ADD COLUMN remote TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

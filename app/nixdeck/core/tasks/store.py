@@ -199,9 +199,12 @@ class TaskStore:
         limit: int | None = None,
         offset: int = 0,
         newest_first: bool = True,
+        project: str | None = None,
     ) -> list[TaskRecord]:
-        """Tasks matching the filters, newest first by default."""
+        """Tasks matching the filters, newest first by default (`project`: that project's only)."""
         where, args = self._filters(states, kinds, device, text, parent_id, top_level, include_silent)
+        if project is not None:
+            where, args = (f"{where} AND project = ?" if where else "WHERE project = ?"), [*args, project]
         sql = f"SELECT * FROM tasks {where} ORDER BY id {'DESC' if newest_first else 'ASC'}"
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
@@ -331,7 +334,8 @@ class TaskStore:
             d = dict(r)
 
             def decode(d: dict[str, Any] = d) -> ProcessRecord:
-                return ProcessRecord.model_validate(d | {"argv": json.loads(d["argv"]), "env": json.loads(d["env"])})
+                return ProcessRecord.model_validate(d | {"argv": json.loads(d["argv"]), "env": json.loads(d["env"]),
+                                                         "remote": json.loads(d.get("remote") or "{}")})
 
             out.append(decoded("processes", d["id"], decode))
         return out
