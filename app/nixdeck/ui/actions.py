@@ -23,6 +23,7 @@ from nixdeck.core.errors import NixDeckError
 from nixdeck.core.tasks.errors import UserError
 from nixdeck.core.tasks.model import TaskKind
 from nixdeck.core.tasks.submission import Submission
+from nixdeck.ui.deploy_diff import ClosureDiffPanel, attach_closure_diff
 from nixdeck.ui.devices_model import DeviceRow
 from nixdeck.ui.dialogs import (
     DeployDialog,
@@ -63,6 +64,9 @@ DEVICE_ACTIONS = (
                QStyle.StandardPixmap.SP_ComputerIcon),
     ActionSpec("run_command", "&Run command…", "Ctrl+R",
                "Run a command as a tracked task, locally or on the selected devices over SSH", "terminal"),
+    ActionSpec("probe_devices", "&Probe devices", "Ctrl+P",
+               "Read what the selected devices (or all) run now: status, generation, drift",
+               QStyle.StandardPixmap.SP_DriveNetIcon),
     ActionSpec("trust_host", "&Trust host key…", "Ctrl+K", "Fetch a device's host key and trust it",
                QStyle.StandardPixmap.SP_DialogApplyButton, toolbar=False),
 )
@@ -117,6 +121,7 @@ class ActionController:
         self.actions: dict[str, QAction] = {}
         self.dialog: Any = None
         self.submitted: list[Any] = []
+        self.diff_panel: ClosureDiffPanel | None = None  # the open deploy dialog's closure diffs
         self.inventory = InventoryActions(self)
         style = window.style()
         for spec in (*DEVICE_ACTIONS, *INVENTORY_ACTIONS, *PROJECT_ACTIONS):
@@ -173,7 +178,7 @@ class ActionController:
     # -- availability ---------------------------------------------------------------------------
     def update_enabled(self) -> None:
         has_project = self.window.project is not None
-        for name in ("deploy", "update_flake", "build_image", "run_vm", "trust_host", "build", "reload_project",
+        for name in ("deploy", "probe_devices", "update_flake", "build_image", "run_vm", "trust_host", "build", "reload_project",
                      "add_device", "project_settings", "import_inventory", "export_inventory", "commit_inventory"):
             self.actions[name].setEnabled(has_project)
         selected = has_project and self.window.table.selectionModel().hasSelection()
@@ -258,12 +263,22 @@ class ActionController:
         if project is None or rows is None:
             return
         dlg = DeployDialog([r.name for r in rows], [r.name for r in rows if r.target is None], parent=self.window)
+        self.window.ensure_operations()
+        self.diff_panel = attach_closure_diff(dlg, dlg.form, self.engine, project, [r.name for r in rows])
 
         def accepted() -> None:
             sub = self.make("Deploy", DeployDevicesSubmission, project_dir=project, **dlg.values())
             self.submit(TaskKind.DEPLOY_DEVICES.value, "Deploy", sub)
 
         self._open(dlg, accepted)
+
+    def do_probe_devices(self) -> None:
+        """Probe the selected devices now (none selected: all with a target); silent, see ui.fleet_probe."""
+        if self._need_project("Probe devices") is None:
+            return
+        names = [r.name for r in self.window.selected_devices() if r.target is not None]
+        self.window.prober.probe(names or None)
+        self.window.show_status(f"Probing {', '.join(names) if names else 'all devices'}…", 5000)
 
     def do_update_flake(self) -> None:
         from nixdeck.core.ops.flake_update import FlakeUpdateSubmission

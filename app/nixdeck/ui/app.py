@@ -232,6 +232,7 @@ class NixDeckApp(QObject):
         self._shutting_down = False
         self._done: asyncio.Event | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
+        self.recovery: asyncio.Task[list[int]] | None = None  # settling interrupted deploys (start)
 
     def _banner(self, title: str, body: str, bad: bool, open_task: Callable[[], None] | None) -> None:
         self.window.show_banner(title, body, bad, action=("Open task", open_task) if open_task else None)
@@ -245,12 +246,27 @@ class NixDeckApp(QObject):
         self.window.show()
         # after the first paint, not before it (the SSH operations import asyncssh, ~0.2 s)
         QTimer.singleShot(OPERATIONS_DELAY_MS, self.window.ensure_operations)
+        # deploys interrupted when NixDeck last ended: settle their activations (confirm or roll back)
+        QTimer.singleShot(OPERATIONS_DELAY_MS, self._recover_activations)
         if self.store.recovered:
             self.window.show_status(f"{len(self.store.recovered)} tasks were interrupted when NixDeck last ended", 10000)
         last = self.settings.value("project/last")
         path = self.project_arg or (str(last) if last else None)
         if path:
             await self.window.load_project(path)
+
+    def _recover_activations(self) -> None:
+        if self._shutting_down:
+            return
+        self.recovery = self.window.spawn(self._settle(), "Settling interrupted deploys")
+
+    async def _settle(self) -> list[int]:
+        from nixdeck.core.ops.deploy_recovery import recover_activations
+
+        settled = await recover_activations(self.engine)
+        if settled:
+            self.window.show_status(f"Settled the activations of {len(settled)} interrupted deploys", 10000)
+        return settled
 
     async def run(self) -> int:
         """Start, then wait until the user has quit and everything is shut down."""
@@ -307,6 +323,9 @@ class NixDeckApp(QObject):
     async def shutdown(self, *, cancel: bool = True) -> None:
         """Cancel running tasks, wait until they are recorded, save the window, close the store."""
         self._shutting_down = True
+        self.window.prober.stop()
+        if self.recovery is not None and not self.recovery.done():
+            self.recovery.cancel()
         n = len(self.engine.running_ids())
         if n:
             self.window.show_status(f"Canceling {n} task{'s' if n != 1 else ''}…", 0)

@@ -2,7 +2,8 @@
 
 `DevicesModel` adapts `core.project.Project` plus the `TaskStore`: a device's last build and deploy
 are those of *this project's* tasks, as `core.project.history.DeviceHistory` finds them (the domain
-rule lives there, the CLI asks it too). `DevicesFilter` narrows the table by tag and text.
+rule lives there, the CLI asks it too). The fleet columns (status dot, running generation, drift) show
+each device's last probe (`ui.fleet_cells`). `DevicesFilter` narrows the table by tag, drift and text.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import QApplication
 from nixdeck.core.project.history import BUILD_KINDS, DEPLOY_KINDS, DeviceHistory
 from nixdeck.core.tasks.model import TaskKind, TaskRecord, TaskState, project_key
 from nixdeck.core.tasks.store import TaskStore
+from nixdeck.ui import fleet_cells
 from nixdeck.ui.icons import state_icon
 
 NO_TARGET = "no target yet"
@@ -39,6 +41,7 @@ class DeviceRow:
     error: str | None = None
     last_build: TaskRecord | None = None
     last_deploy: TaskRecord | None = None
+    fleet: dict[str, Any] | None = None  # the last probe's summary and drift (ui.fleet_cells)
 
 
 def rows_from_project(project: Any) -> list[DeviceRow]:
@@ -90,15 +93,16 @@ def _state_color(state: TaskState) -> QColor | None:
 
 
 class DevicesModel(QAbstractTableModel):
-    """Table of devices. Columns: name, target, tags, last build, last deploy.
+    """Table of devices. Columns: name, target, tags, last build, last deploy, status, generation, drift.
 
-    `NameRole` gives the device name of any cell, `TagsRole` its tags (for filtering).
+    `NameRole` gives the device name of any cell, `TagsRole` its tags, `DriftRole` its drift (for filtering).
     """
 
-    COLUMNS = ("Name", "Target", "Tags", "Last build", "Last deploy")
-    NAME, TARGET, TAGS, BUILD, DEPLOY = range(5)
+    COLUMNS = ("Name", "Target", "Tags", "Last build", "Last deploy", "Status", "Generation", "Drift")
+    NAME, TARGET, TAGS, BUILD, DEPLOY, STATUS, GENERATION, DRIFT = range(8)
     NameRole = Qt.ItemDataRole.UserRole + 1
     TagsRole = Qt.ItemDataRole.UserRole + 2
+    DriftRole = Qt.ItemDataRole.UserRole + 3
 
     def __init__(self, store: TaskStore | None = None, parent: Any = None) -> None:
         super().__init__(parent)
@@ -116,8 +120,14 @@ class DevicesModel(QAbstractTableModel):
         self.beginResetModel()
         self._project = project_key(project) if project else None
         history = self._history()
-        self._rows = [self._with_tasks(r, history) for r in rows]
+        fleet = self._load_fleet([r.name for r in rows])
+        self._rows = [replace(self._with_tasks(r, history), fleet=fleet.get(r.name)) for r in rows]
         self.endResetModel()
+
+    def _load_fleet(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        if self._store is None or self._project is None or not names:
+            return {}
+        return fleet_cells.load_entries(self._store, self._project, names)
 
     def set_project(self, project: Any) -> None:
         if project is None:
@@ -165,7 +175,9 @@ class DevicesModel(QAbstractTableModel):
         return self._project is None or t.project == self._project
 
     def on_tasks_changed(self, tasks: Sequence[Any]) -> None:
-        """Bridge slot: refresh the rows of devices touched by changed build/deploy tasks."""
+        """Bridge slot: refresh the rows of devices touched by changed build/deploy tasks, and the
+        fleet columns from finished probes (their records carry the states) and builds (new drift)."""
+        self._on_fleet_tasks(tasks)
         touched: set[str] = set()
         for t in tasks:
             if isinstance(t, TaskRecord) and t.kind in (*BUILD_KINDS, *DEPLOY_KINDS) and self._ours(t):
@@ -175,6 +187,31 @@ class DevicesModel(QAbstractTableModel):
                     touched.update(str(d) for d in devices)
         if touched:
             self.refresh_tasks(touched)
+
+    def _on_fleet_tasks(self, tasks: Sequence[Any]) -> None:
+        built: set[str] = set()
+        for t in tasks:
+            if not isinstance(t, TaskRecord) or not t.state.terminal or not self._ours(t):
+                continue
+            devices = t.result.get("devices")
+            if t.kind == TaskKind.PROBE_DEVICES.value and isinstance(devices, dict):
+                self.set_fleet({str(n): e for n, e in devices.items() if isinstance(e, dict)})
+            elif t.kind in BUILD_KINDS and t.state in (TaskState.COMPLETED, TaskState.COMPLETED_WITH_WARNINGS):
+                built.update(t.devices)
+                if isinstance(devices, dict):
+                    built.update(str(d) for d in devices)
+        if built and self._store is not None and self._project is not None:
+            store, project = self._store, self._project
+            self.set_fleet({r.name: fleet_cells.redrift(r.fleet, store, project, r.name)
+                            for r in self._rows if r.name in built and r.fleet is not None})
+
+    def set_fleet(self, entries: dict[str, dict[str, Any]]) -> None:
+        """Show these devices' fleet entries (a probe's `devices` result)."""
+        for i, r in enumerate(self._rows):
+            entry = entries.get(r.name)
+            if entry is not None and entry != r.fleet:
+                self._rows[i] = replace(r, fleet=dict(entry))
+                self.dataChanged.emit(self.index(i, self.STATUS), self.index(i, self.DRIFT))
 
     # -- Qt model API -------------------------------------------------------------------------
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
@@ -202,6 +239,10 @@ class DevicesModel(QAbstractTableModel):
             return r.name
         if role == self.TagsRole:
             return list(r.tags)
+        if role == self.DriftRole:
+            return fleet_cells.drift_of(r.fleet)
+        if col >= self.STATUS:
+            return self._fleet_data(r, col, role)
         if role == Qt.ItemDataRole.DisplayRole:
             return self._display(r, col)
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -211,6 +252,25 @@ class DevicesModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DecorationRole and col in (self.BUILD, self.DEPLOY):
             t = r.last_build if col == self.BUILD else r.last_deploy
             return state_icon(t.state) if t is not None else None
+        return None
+
+    def _fleet_data(self, r: DeviceRow, col: int, role: int) -> Any:
+        e = r.fleet
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == self.STATUS:
+                return fleet_cells.status_of(e)
+            return fleet_cells.generation_text(e) if col == self.GENERATION else fleet_cells.drift_of(e)
+        if role == Qt.ItemDataRole.DecorationRole and col == self.STATUS:
+            return fleet_cells.status_dot(fleet_cells.status_of(e))
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if col == self.STATUS:
+                return fleet_cells.status_tooltip(e)
+            return fleet_cells.generation_tooltip(e) if col == self.GENERATION else fleet_cells.drift_tooltip(e)
+        if role == Qt.ItemDataRole.ForegroundRole and e is None:  # never probed
+            return QApplication.palette().brush(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
+        if role == Qt.ItemDataRole.ForegroundRole and col == self.DRIFT:
+            color = fleet_cells.drift_color(e)
+            return QBrush(color) if color is not None else None
         return None
 
     def _display(self, r: DeviceRow, col: int) -> str:
@@ -254,16 +314,22 @@ class DevicesModel(QAbstractTableModel):
 
 
 class DevicesFilter(QSortFilterProxyModel):
-    """Keeps devices that carry the chosen tag and whose name, target or tags contain the text."""
+    """Keeps devices that carry the chosen tag, have the chosen drift and whose name, target or tags
+    contain the text."""
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self._tag = ""
+        self._drift = ""
         self._text = ""
         self.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
 
     def set_tag(self, tag: str) -> None:
         self._refilter(lambda: setattr(self, "_tag", tag))
+
+    def set_drift(self, state: str) -> None:
+        """Only devices in this drift state ("" = any)."""
+        self._refilter(lambda: setattr(self, "_drift", state))
 
     def set_text(self, text: str) -> None:
         self._refilter(lambda: setattr(self, "_text", text.strip().lower()))
@@ -283,6 +349,8 @@ class DevicesFilter(QSortFilterProxyModel):
             return True
         r = src.device(source_row)
         if self._tag and self._tag not in r.tags:
+            return False
+        if self._drift and fleet_cells.drift_of(r.fleet) != self._drift:
             return False
         if self._text:
             hay = " ".join([r.name, r.target or NO_TARGET, *r.tags]).lower()

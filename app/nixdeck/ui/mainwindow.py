@@ -38,6 +38,8 @@ from nixdeck.ui.banner import Banner, place_on_screen
 from nixdeck.ui.bridge import EngineBridge
 from nixdeck.ui.details import TaskDetailsWindow
 from nixdeck.ui.devices_model import DeviceRow, DevicesFilter, DevicesModel
+from nixdeck.ui.fleet_cells import drift_filter_box
+from nixdeck.ui.fleet_probe import FleetProber
 from nixdeck.ui.tasks_dock import TasksDock
 
 if TYPE_CHECKING:  # core.project pulls in the SSH stack (asyncssh): imported when a project opens
@@ -46,7 +48,7 @@ if TYPE_CHECKING:  # core.project pulls in the SSH stack (asyncssh): imported wh
 log = logging.getLogger(__name__)
 
 ALL_TAGS = "All tags"
-COLUMN_WIDTHS = (170, 220, 180, 190, 190)
+COLUMN_WIDTHS = (150, 170, 130, 165, 165, 90, 120, 110)
 MAX_ERRORS_IN_BOX = 5  # errors added to an open error message; later ones are only counted
 
 
@@ -125,6 +127,10 @@ class MainWindow(QMainWindow):
         bar.addWidget(QLabel("Tag:"))
         bar.addWidget(self.tag_filter)
         bar.addSpacing(8)
+        self.drift_filter = drift_filter_box(self.proxy.set_drift)
+        bar.addWidget(QLabel("Drift:"))
+        bar.addWidget(self.drift_filter)
+        bar.addSpacing(8)
         bar.addWidget(self.text_filter)
 
         self.banner = Banner()
@@ -154,6 +160,7 @@ class MainWindow(QMainWindow):
         from nixdeck.ui.actions import ActionController  # the actions need the finished window
 
         self.commands = ActionController(self)
+        self.prober = FleetProber(self)  # the fleet columns: probes on open, periodically, after deploys
         self.table.doubleClicked.connect(lambda _i: self.commands.act("edit_device"))
         self.table.selectionModel().selectionChanged.connect(lambda *_: self.commands.update_enabled())
 
