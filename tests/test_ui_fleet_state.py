@@ -202,3 +202,45 @@ async def _ended_silent(nx: NixDeckApp, task_id: int) -> TaskRecord:
     """A silent task's final record (the Tasks dock hides silent tasks by default)."""
     return await until(lambda: (lambda r: r if r.state.terminal else None)(nx.engine.live(task_id)),
                        f"task {task_id} ends", guard=90)  # fmt: skip
+
+
+@pytest.mark.nix
+@pytest.mark.ssh
+def test_the_app_settles_an_interrupted_deploy_at_start(qloop, worlds: Worlds) -> None:  # noqa: F811
+    import signal
+
+    from test_deploy_faults import SLOW, _cli, activations, deploy, status_of, switching
+
+    world = worlds(["node1"], nodes=["node1"], confirm_timeout=2)
+    good = deploy(world, "node1").result["store_path"]
+    world.write_device("node1", SLOW)
+    count = len(activations(world, "node1")) + 1
+    cli = _cli(world, "node1")
+
+    async def killed_while_switching() -> None:
+        try:
+            await until(lambda: switching(world, "node1", count), "the switch on the device", guard=90)
+            os.kill(cli.pid, signal.SIGKILL)
+        finally:
+            cli.wait()
+        last = activations(world, "node1")[-1]
+        await until(lambda: "final" in status_of(last), "the device's own rollback", guard=90)
+
+    run(qloop, killed_while_switching())
+    nx = NixDeckApp(world.data_dir, project=world.project_dir)
+
+    async def scenario() -> None:
+        await nx.start()
+        # the CLI's deploy was left running; the window's store marked it interrupted and the app
+        # settles its activation in the background once the window is shown
+        (interrupted,) = [t for t in nx.store.list_tasks(kinds=[TaskKind.DEPLOY_DEVICE.value])
+                          if t.state == TaskState.INTERRUPTED]  # fmt: skip
+        task = await until(lambda: nx.recovery if nx.recovery is not None and nx.recovery.done() else None,
+                           "the start-up recovery ran", guard=90)  # fmt: skip
+        assert task.result() == [interrupted.id]
+        rec = nx.store.get(interrupted.id)
+        assert rec.result["activation"]["final"] == "rolled-back"
+        assert rec.result["device_system"] == {"current": good, "profile": good}
+        await shut_down(nx)
+
+    run(qloop, scenario(), guard=300)
