@@ -104,6 +104,8 @@ class ClosureDiffPanel(QTreeWidget):
         d = result.diff
         item = self._items[device]
         item.setText(0, f"{device}: {d.summary()}")
+        if not result.current:
+            item.addChild(QTreeWidgetItem(["the device runs no system yet: everything is added"]))
         item.setToolTip(0, f"{result.current or '(no system)'}\n→ {result.new}\n(build task {result.build_task})")
         groups = (("Added", [f"{n} {v}".rstrip() for n, v in d.added]),
                   ("Removed", [f"{n} {v}".rstrip() for n, v in d.removed]),

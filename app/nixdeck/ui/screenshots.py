@@ -6,8 +6,9 @@ window's own actions it builds every demo device, deploys all four as one fleet 
 command that fails on kiosk-1, and opens Trust host key on gateway (whose key it forgets first, then
 trusts again), then saves into OUTDIR:
 
-- `main-window.png`: devices with their last build/deploy, the Tasks dock with the finished fleet
+- `main-window.png`: devices with their last build/deploy, status, generation and drift, the Tasks dock with the finished fleet
   deploy expanded (final progress texts: "4/4 deployed", "deployed (confirmed)", "exited 2");
+- `deploy-dialog.png`: the deploy dialog of the four, with each device's closure diff (the first open);
 - `deploy-details.png`: the fleet deploy's details (per-device outcome, children);
 - `ssh-command-details.png`: the failed SSH command's Process tab (connection, host key, the exact
   remote command and its OpenSSH equivalent);
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 SIZE = (1280, 800)
+DIALOG_SIZE = (680, 560)
 DETAILS_SIZE = (1100, 720)
 DEMO_DEVICES = ("gateway", "kiosk-1", "kiosk-2", "sensor-hub")
 FAILING = ("kiosk-1", ["ls", "/var/lib/kiosk/playlist"])  # exits 2: no such file on the device
@@ -70,6 +72,14 @@ async def _shoot(nx: Any, outdir: Path) -> list[Path]:
     w.commands.act("deploy")
     dlg = w.commands.dialog
     assert isinstance(dlg, DeployDialog), dlg
+    # the dialog's closure diff per device (computed in the background), the first one opened
+    panel = w.commands.diff_panel
+    assert panel is not None
+    await _until(panel.done, "the closure diffs are computed")
+    panel.topLevelItem(0).setExpanded(True)
+    dlg.resize(*DIALOG_SIZE)
+    await asyncio.sleep(0.3)
+    dialog_picture = dlg.grab()
     dlg.accept()
     (deploy,) = await _until(lambda: new_ids("deploy_devices", set()), "the deploy is submitted")
     deployed = await engine.wait(deploy)
@@ -84,6 +94,8 @@ async def _shoot(nx: Any, outdir: Path) -> list[Path]:
     run.accept()
     (ssh,) = await _until(lambda: new_ids("ssh_command", set()), "the SSH command is submitted")
     failed = await engine.wait(ssh)
+    # the probes after each device's deploy: the table's status, generation and drift columns
+    await _until(lambda: all(w.model.device(w.model.row_of(d)).fleet for d in DEMO_DEVICES), "the devices are probed")
     print(f"builds done, deploy {deployed.state.value} ({deployed.phase}), ssh {failed.state.value} "
           f"({failed.phase})", file=sys.stderr)
 
@@ -105,6 +117,8 @@ async def _shoot(nx: Any, outdir: Path) -> list[Path]:
         saved.append(path)
 
     save(w, "main-window.png")
+    saved.append(outdir / "deploy-dialog.png")
+    dialog_picture.save(str(saved[-1]))
     for tid, name, tab in ((deploy, "deploy-details.png", "Overview"), (ssh, "ssh-command-details.png", "Process")):
         details = w.open_task_details(tid)
         assert isinstance(details, TaskDetailsWindow)
