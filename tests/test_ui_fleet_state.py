@@ -188,6 +188,22 @@ def test_window_probes_shows_drift_and_the_deploy_dialog_shows_the_diff(
         await probes_after(known, "the probe on demand")
         await until(lambda: _drift(nx, "node2") == "unreachable", "node2 unreachable", guard=60)
         assert _cell(m, "node2", m.STATUS) == "offline"
+        # its diff says why it cannot be computed; closing the dialog meanwhile stops nothing else
+        w.select_devices(["node2"])
+        w.commands.actions["deploy"].trigger()
+        dlg, panel = w.commands.dialog, w.commands.diff_panel
+        assert isinstance(dlg, DeployDialog) and panel is not None
+        await until(panel.done, "node2's diff gives up", guard=120)
+        assert panel.text_of("node2").startswith("node2: cannot compute the diff: cannot reach node2"), \
+            panel.text_of("node2")
+        dlg.reject()
+        w.select_devices(["node1"])
+        w.commands.actions["deploy"].trigger()
+        dlg, panel = w.commands.dialog, w.commands.diff_panel
+        assert isinstance(dlg, DeployDialog) and panel is not None and not panel.done()
+        dlg.reject()
+        await until(lambda: all(j.done() for j in panel._jobs), "closing the dialog stops its diffs")
+        assert panel.text_of("node1") == f"node1: {COMPUTING}" and w.error_box is None
         known = len(prober.submitted)
         prober.set_interval(200)
         await probes_after(known, "a periodic probe")
