@@ -196,12 +196,10 @@ def _poll(predicate: Callable[[], bool], what: str, limit: float = 90.0) -> None
     asyncio.run(wait_for(predicate, what, limit))
 
 
-@pytest.mark.nix_pick(3)
-def test_kill_9_during_activation_the_device_rolls_back_by_itself_and_recovery_records_it(
-    worlds: Worlds,
-) -> None:
-    world = worlds(["node1"], nodes=["node1"], confirm_timeout=2)
-    good = deploy(world, "node1").result["store_path"]
+def _killed_while_switching(world: DeployWorld) -> str:
+    """Deploy node1 once, then kill -9 a CLI deploy of a slow system inside its switch; returns
+    the system node1 ran before."""
+    good = str(deploy(world, "node1").result["store_path"])
     world.write_device("node1", SLOW)
     count = len(activations(world, "node1")) + 1
     cli = _cli(world, "node1")
@@ -210,6 +208,15 @@ def test_kill_9_during_activation_the_device_rolls_back_by_itself_and_recovery_r
         os.kill(cli.pid, signal.SIGKILL)
     finally:
         cli.wait()
+    return good
+
+
+@pytest.mark.nix_pick(3)
+def test_kill_9_during_activation_the_device_rolls_back_by_itself_and_recovery_records_it(
+    worlds: Worlds,
+) -> None:
+    world = worlds(["node1"], nodes=["node1"], confirm_timeout=2)
+    good = _killed_while_switching(world)
     # nobody confirms: after the switch and the confirm window the device restores the old system
     last = activations(world, "node1")[-1]
     _poll(lambda: "final" in status_of(last), "the device's own rollback")
@@ -242,15 +249,7 @@ def test_kill_9_during_activation_the_device_rolls_back_by_itself_and_recovery_r
 @pytest.mark.nix_pick(4)
 def test_a_deploy_after_kill_9_waits_for_the_old_activation_on_the_device(worlds: Worlds) -> None:
     world = worlds(["node1"], nodes=["node1"], confirm_timeout=2)
-    good = deploy(world, "node1").result["store_path"]
-    world.write_device("node1", SLOW)
-    count = len(activations(world, "node1")) + 1
-    cli = _cli(world, "node1")
-    try:
-        _poll(lambda: switching(world, "node1", count), "the switch on the device")
-        os.kill(cli.pid, signal.SIGKILL)
-    finally:
-        cli.wait()
+    good = _killed_while_switching(world)
     old = activations(world, "node1")[-1]
     world.write_device("node1", NODE.format(name="node1", motd="node1 v3"))
     third = deploy(world, "node1")

@@ -6,6 +6,7 @@ import re
 from datetime import datetime
 
 from nixdeck.core.tasks.model import format_duration
+from nixdeck.core.units import format_size
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -29,13 +30,7 @@ def fmt_devices(devices: list[str], most: int = 3) -> str:
     return ", ".join(devices[:most]) + f" +{len(devices) - most}"
 
 
-def fmt_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
+fmt_size = format_size  # one spelling for the window, the CLI and the records
 
 
 def one_line(text: str) -> str:

@@ -15,6 +15,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from nixdeck.core.units import format_size
+
 _NAME = re.compile(r"^/nix/store/[0-9a-z]{32}-(.+)$")
 _VERSION_START = re.compile(r"-(?=[0-9])")
 
@@ -102,7 +104,7 @@ class ClosureDiff:
     def summary(self) -> str:
         sign = "+" if self.size_delta >= 0 else "-"
         return (f"{len(self.added)} added, {len(self.removed)} removed, {len(self.changed)} changed, "
-                f"{self.rebuilt} rebuilt; closure {sign}{_size(abs(self.size_delta))}")  # fmt: skip
+                f"{self.rebuilt} rebuilt; closure {sign}{format_size(abs(self.size_delta))}")  # fmt: skip
 
     def lines(self) -> list[str]:
         out = [self.summary()]
@@ -110,15 +112,6 @@ class ClosureDiff:
         out += [f"  - {n} {v}".rstrip() for n, v in self.removed]
         out += [f"  ~ {n} {o or '(none)'} → {w or '(none)'}" for n, o, w in self.changed]
         return out
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def _by_name(paths: list[StorePath]) -> dict[str, dict[str, set[str]]]:

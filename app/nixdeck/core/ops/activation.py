@@ -160,6 +160,14 @@ class DeviceStatus:
         return "the device's activation has not ended yet"
 
 
+def within(target: SshTarget, seconds: float) -> SshTarget:
+    """``target`` with a connect timeout that fits in what is left of a deadline (at least 1 s)."""
+    return SshTarget(
+        target.host, target.port, target.user, identity_file=target.identity_file, name=target.name,
+        connect_timeout=max(1.0, seconds),
+    )  # fmt: skip
+
+
 def _generation(system: DeviceSystem) -> str:
     if system.generation is None:
         return ""
@@ -253,10 +261,7 @@ class DeviceActivation:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            attempt = SshTarget(
-                self.target.host, self.target.port, self.target.user, identity_file=self.target.identity_file,
-                name=self.target.name, connect_timeout=max(1.0, min(10.0, left)),
-            )  # fmt: skip
+            attempt = within(self.target, min(10.0, left))
             try:
                 session = await SshSession.open(attempt, self.hosts)
             except SshError:
@@ -383,10 +388,7 @@ async def confirm(target: SshTarget, expected: str, window: float, act: DeviceAc
         left = deadline - time.monotonic()
         if left <= 0:
             raise TaskFailed(f"{target.display_name} did not answer a new connection within {window:g} s: {last}")
-        attempt = SshTarget(
-            target.host, target.port, target.user, identity_file=target.identity_file, name=target.name,
-            connect_timeout=max(1.0, left),
-        )  # fmt: skip
+        attempt = within(target, left)
         try:
             session = await SshSession.open(attempt, hosts)
         except HostKeyChanged as e:
@@ -426,10 +428,7 @@ async def reboot_into(session: SshSession, target: SshTarget, hosts: KnownHosts,
     last = "it did not answer yet"
     await asyncio.sleep(RETRY_PAUSE)
     while time.monotonic() < deadline:
-        attempt = SshTarget(
-            target.host, target.port, target.user, identity_file=target.identity_file, name=target.name,
-            connect_timeout=max(1.0, min(10.0, deadline - time.monotonic())),
-        )  # fmt: skip
+        attempt = within(target, min(10.0, deadline - time.monotonic()))
         try:
             fresh = await SshSession.open(attempt, hosts)
         except HostKeyChanged as e:
