@@ -7,6 +7,7 @@ module-scoped ones) take `nix_under_test` so they run with the version of their 
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,6 +107,15 @@ def _nix_for_this_test(request: pytest.FixtureRequest, nix_under_test: NixUnderT
     """PATH and /nix of this test's Nix (the system one for tests not marked `nix`)."""
     nix = nix_under_test if request.node.get_closest_marker("nix") is not None else None
     request.config.stash[_matrix_key].switch.activate(nix)
+
+
+@pytest.fixture(autouse=True)
+def _automatic_gc_after_each_test() -> Iterator[None]:
+    """A window that was started but never shut down leaves collection on its own GUI-thread timer
+    (nixdeck.ui.gc_thread): give the next test the interpreter's automatic collection back."""
+    yield
+    if not gc.isenabled():
+        gc.enable()
 
 
 @pytest.fixture(autouse=True)

@@ -32,6 +32,7 @@ from nixdeck.core.paths import default_data_dir, ensure_data_dir
 from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.store import TaskStore
 from nixdeck.ui.bridge import EngineBridge
+from nixdeck.ui.gc_thread import GuiThreadCollector
 from nixdeck.ui.mainwindow import MainWindow
 from nixdeck.ui.notify import LONG_TASK_SECONDS, TaskNotifier
 
@@ -233,6 +234,7 @@ class NixDeckApp(QObject):
         self._done: asyncio.Event | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
         self.recovery: asyncio.Task[list[int]] | None = None  # settling interrupted deploys (start)
+        self.collector = GuiThreadCollector(self)
 
     def _banner(self, title: str, body: str, bad: bool, open_task: Callable[[], None] | None) -> None:
         self.window.show_banner(title, body, bad, action=("Open task", open_task) if open_task else None)
@@ -241,6 +243,7 @@ class NixDeckApp(QObject):
     async def start(self) -> None:
         """Show the window and open the project (`--project`, else the last one)."""
         self._done = asyncio.Event()
+        self.collector.start()
         self.reporter.install(asyncio.get_running_loop())
         self.window.restore_ui_state()
         self.window.show()
@@ -341,6 +344,7 @@ class NixDeckApp(QObject):
         self.window.may_close = True
         self.window.close()
         self.store.close()
+        self.collector.stop()
         if self._done is not None:
             self._done.set()
         self.closed.emit()

@@ -37,6 +37,7 @@ class FleetProber(QObject):
         self._pending: set[str] | None = None  # devices to probe next; empty set: all of them
         self._running: asyncio.Task[Any] | None = None
         self._deploys_seen: set[int] = set()
+        self._stopped = False
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.on_tick)
         self.set_interval(interval_ms)
@@ -54,6 +55,8 @@ class FleetProber(QObject):
             self._timer.start(ms)
 
     def stop(self) -> None:
+        """For good (the app is quitting): no probe starts after this, a running one is canceled."""
+        self._stopped = True
         self._timer.stop()
         if self._running is not None and not self._running.done():
             self._running.cancel()
@@ -82,6 +85,8 @@ class FleetProber(QObject):
     def probe(self, devices: Sequence[str] | None = None) -> None:
         """Probe these devices (None: every device of the project with a target), now or right after
         the probe that is running."""
+        if self._stopped:
+            return
         names = set(devices or ())
         if self._pending is None:
             self._pending = names
