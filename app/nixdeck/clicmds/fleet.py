@@ -11,14 +11,14 @@ from typing import Any
 
 from nixdeck.clicmds.common import EXIT_FAILED, EXIT_OK, make_engine, open_store, print_json
 from nixdeck.clicmds.ssh import select_devices
-from nixdeck.core.fleet.drift import builds_for, drift, project_key
+from nixdeck.core.fleet.drift import builds_for, drift
 from nixdeck.core.fleet.state_store import FleetStateStore
 from nixdeck.core.ops.probe import ProbeDevicesSubmission, state_summary
 from nixdeck.core.paths import default_data_dir
 from nixdeck.core.project import Project, ProjectError
 from nixdeck.core.project.current import resolve_project_dir
 from nixdeck.core.tasks.errors import UserError
-from nixdeck.core.tasks.model import TaskKind, TaskState, format_duration
+from nixdeck.core.tasks.model import TaskKind, TaskState, format_duration, project_key
 
 
 def register(sub: Any) -> None:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from nixdeck.core.fleet.probe import DeviceState
-from nixdeck.core.tasks.model import TaskKind, TaskRecord, TaskState
+from nixdeck.core.tasks.model import TaskKind, TaskRecord, TaskState, project_key
 from nixdeck.core.tasks.store import TaskStore
 
 DRIFT_STATES = ("in sync", "outdated", "diverged", "needs reboot", "unknown", "unreachable")
@@ -66,14 +65,6 @@ def task_project(task: TaskRecord) -> str | None:
     """The project a task acted on: its own field, else its submission's project_dir (resolved)."""
     value = task.project or (task.submission.get("project_dir") if isinstance(task.submission, dict) else None)
     return project_key(str(value)) if value else None
-
-
-def project_key(path: str) -> str:
-    """One spelling per project directory (the key of device history)."""
-    try:
-        return str(Path(path).expanduser().resolve())
-    except OSError:
-        return path
 
 
 def builds_for(store: TaskStore, project: str, device: str) -> list[Build]:

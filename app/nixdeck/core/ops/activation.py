@@ -89,10 +89,6 @@ class DeviceSystem:
     profile: str | None
     generation: str | None = None  # e.g. "system-5-link"
 
-    @property
-    def consistent(self) -> bool:
-        return self.current == self.profile
-
 
 @dataclass
 class DeviceStatus:
@@ -151,8 +147,6 @@ class DeviceStatus:
             return f"rolled back to {after.current or after.profile}" + _generation(after)
         if final == "not-started":
             return "nothing was activated on the device"
-        if final == "nothing-to-roll-back":
-            return "no previous system to roll back to (first deploy to this device); it runs " + str(after.current)
         if final == "rollback-failed":
             return f"the rollback on the device failed; it runs {after.current} (profile {after.profile})"
         if final == "failed":

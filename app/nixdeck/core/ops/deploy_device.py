@@ -174,7 +174,7 @@ class DeployDevice(Operation):
             if earlier:
                 phase(f"waiting for the device to end the activation of interrupted task #{earlier[0].id}", 0.65)
                 for done in await deploy_recovery.settle_device(
-                    ctx.engine.store, known_hosts(ctx), sub.project_dir, sub.device, target
+                    ctx.engine.store, known_hosts(ctx), earlier, sub.project_dir, sub.device, target
                 ):
                     ctx.engine.bus.emit(TaskChanged(done))
             window = float(settings.confirm_timeout)

@@ -18,7 +18,7 @@ from nixdeck.core.ops.remote import device_target, open_project
 from nixdeck.core.ssh.knownhosts import KnownHosts
 from nixdeck.core.ssh.options import SshTarget
 from nixdeck.core.tasks.events import TaskChanged
-from nixdeck.core.tasks.model import TaskKind, TaskRecord, TaskState
+from nixdeck.core.tasks.model import TaskKind, TaskRecord, TaskState, project_key
 from nixdeck.core.tasks.store import TaskStore
 
 log = logging.getLogger(__name__)
@@ -68,12 +68,13 @@ async def settle(store: TaskStore, hosts: KnownHosts, task: TaskRecord, target: 
     return record_outcome(store, task, status)
 
 
-async def settle_device(store: TaskStore, hosts: KnownHosts, project_dir: str, device: str,
-                        target: SshTarget) -> list[TaskRecord]:  # fmt: skip
-    """Settle every unsettled activation of ``device`` in this project (caller holds its lock)."""
+async def settle_device(store: TaskStore, hosts: KnownHosts, tasks: list[TaskRecord], project_dir: str,
+                        device: str, target: SshTarget) -> list[TaskRecord]:  # fmt: skip
+    """Settle the unsettled activations (`unsettled`) of ``device`` in this project (the caller
+    holds its lock)."""
     done: list[TaskRecord] = []
-    for task in unsettled(store, device):
-        if task.result.get("device") != device or _project_dir(task) != project_dir:
+    for task in tasks:
+        if task.result.get("device") != device or _project_dir(task) != project_key(project_dir):
             continue
         settled = await settle(store, hosts, task, target)
         if settled is not None:
@@ -83,7 +84,7 @@ async def settle_device(store: TaskStore, hosts: KnownHosts, project_dir: str, d
 
 def _project_dir(task: TaskRecord) -> str | None:
     value = task.submission.get("project_dir") if isinstance(task.submission, dict) else None
-    return str(value) if value is not None else None
+    return project_key(str(value)) if value is not None else None
 
 
 async def recover_activations(engine: Any) -> list[int]:

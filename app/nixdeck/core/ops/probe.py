@@ -11,13 +11,13 @@ from typing import Any
 
 from pydantic import Field
 
-from nixdeck.core.fleet.drift import builds_for, drift, project_key
+from nixdeck.core.fleet.drift import builds_for, drift
 from nixdeck.core.fleet.probe import DeviceState, probe_device
 from nixdeck.core.fleet.state_store import FleetStateStore
 from nixdeck.core.ops.remote import device_settings, device_target, known_hosts, open_project
 from nixdeck.core.tasks.context import TaskContext
 from nixdeck.core.tasks.errors import UserError
-from nixdeck.core.tasks.model import TaskKind
+from nixdeck.core.tasks.model import TaskKind, project_key
 from nixdeck.core.tasks.operation import Operation
 from nixdeck.core.tasks.submission import Submission
 
