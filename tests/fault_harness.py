@@ -21,7 +21,7 @@ from nixdeck.core.ops.deploy_recovery import recover_activations
 from nixdeck.core.tasks.engine import TaskEngine
 from nixdeck.core.tasks.model import TaskKind, TaskRecord, TaskState
 from nixdeck.core.tasks.store import TaskStore
-from test_deploy_support import DeployWorld, wait_for
+from test_deploy_support import DeployWorld, switch_variant, wait_for
 
 PHASES = ("build", "copy", "activate", "confirm")
 FAULTS = ("kill9", "sigterm", "cancel")
@@ -29,31 +29,19 @@ SLOW_SWITCH_SECONDS = 3
 
 # Each trial gives every device a fresh system: a build that takes a moment, a blob that makes the
 # copy take a moment, and (for the activate phase) a switch that takes a few seconds.
-TRIAL_DEVICE = r"""{ drv, mkDevice, ... }:
-let
+TRIAL_DEVICE = switch_variant("trial-TRIAL", """
+#!/bin/sh
+action="$1"
+echo "activating $action (trial TRIAL)"
+sleep SWITCH_SLEEP
+case "$action" in switch|test) ln -sfn "@out@" /run/current-system ;; esac
+echo "activated"
+""", motd="NAME trial TRIAL", device_args='buildScript = "sleep BUILD_SLEEP"; packages = [ blob ]; ', let="""\
   blob = drv "NAME-blob-TRIAL" ''
     mkdir -p $out
     head -c 20000000 /dev/urandom > $out/blob
   '';
-  good = mkDevice { name = "NAME"; motd = "NAME trial TRIAL"; buildScript = "sleep BUILD_SLEEP"; packages = [ blob ]; };
-  top = good.config.system.build.toplevel;
-  toplevel = drv "nixos-system-NAME-trial-TRIAL" ''
-    mkdir -p $out/bin
-    for f in etc sw nixos-version system activate; do ln -s ${top}/$f $out/$f; done
-    cat > $out/bin/switch-to-configuration <<'NIXDECK_EOF'
-    #!/bin/sh
-    action="$1"
-    echo "activating $action (trial TRIAL)"
-    sleep SWITCH_SLEEP
-    case "$action" in switch|test) ln -sfn "@out@" /run/current-system ;; esac
-    echo "activated"
-    NIXDECK_EOF
-    sed -i "s|@out@|$out|" $out/bin/switch-to-configuration
-    chmod +x $out/bin/switch-to-configuration
-  '';
-in
-{ _type = "configuration"; config = good.config // { system = good.config.system // { build = good.config.system.build // { inherit toplevel; }; }; }; }
-"""
+""")
 
 
 @dataclass

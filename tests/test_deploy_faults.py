@@ -27,6 +27,7 @@ from test_deploy_support import (  # noqa: F401  (fixture)
     NODE,
     DeployWorld,
     fixture_worlds,
+    switch_variant,
     wait_for,
 )
 
@@ -38,27 +39,14 @@ DEPLOY_ONE = TaskKind.DEPLOY_DEVICE.value
 
 # A device whose switch-to-configuration takes SLOW seconds before it links the new system: the
 # window in which a cancel or a kill used to leave the profile ahead of the running system.
-SLOW = r"""{ drv, mkDevice, ... }:
-let
-  good = mkDevice { name = "NAME"; motd = "slow"; };
-  top = good.config.system.build.toplevel;
-  toplevel = drv "nixos-system-NAME-slow" ''
-    mkdir -p $out/bin
-    for f in etc sw nixos-version system activate; do ln -s ${top}/$f $out/$f; done
-    cat > $out/bin/switch-to-configuration <<'NIXDECK_EOF'
-    #!/bin/sh
-    action="$1"
-    echo "activating $action slowly"
-    sleep 4
-    case "$action" in switch|test) ln -sfn "@out@" /run/current-system ;; esac
-    echo "activated"
-    NIXDECK_EOF
-    sed -i "s|@out@|$out|" $out/bin/switch-to-configuration
-    chmod +x $out/bin/switch-to-configuration
-  '';
-in
-{ _type = "configuration"; config = good.config // { system = good.config.system // { build = good.config.system.build // { inherit toplevel; }; }; }; }
-"""
+SLOW = switch_variant("slow", """
+#!/bin/sh
+action="$1"
+echo "activating $action slowly"
+sleep 4
+case "$action" in switch|test) ln -sfn "@out@" /run/current-system ;; esac
+echo "activated"
+""", motd="slow")
 
 
 def profile_link(world: DeployWorld, name: str) -> str | None:
@@ -169,19 +157,12 @@ def test_failed_activation_rolls_back_to_the_previous_system(worlds: Worlds) -> 
 
 # A system whose switch-to-configuration links itself and then fails (exit 3), as a real switch
 # whose activation script breaks half-way does.
-BROKEN = r"""{ drv, mkDevice, ... }:
-let
-  good = mkDevice { name = "NAME"; motd = "broken"; };
-  top = good.config.system.build.toplevel;
-  toplevel = drv "nixos-system-NAME-broken" ''
-    mkdir -p $out/bin
-    for f in etc sw nixos-version system activate; do ln -s ${top}/$f $out/$f; done
-    printf '#!/bin/sh\nln -sfn %s /run/current-system\necho "activation script failed" >&2\nexit 3\n' "$out" > $out/bin/switch-to-configuration
-    chmod +x $out/bin/switch-to-configuration
-  '';
-in
-{ _type = "configuration"; config = good.config // { system = good.config.system // { build = good.config.system.build // { inherit toplevel; }; }; }; }
-"""
+BROKEN = switch_variant("broken", """
+#!/bin/sh
+ln -sfn "@out@" /run/current-system
+echo "activation script failed" >&2
+exit 3
+""", motd="broken")
 
 
 def _cli(world: DeployWorld, *args: str) -> subprocess.Popen[bytes]:
@@ -303,19 +284,10 @@ def test_where_systemd_runs_the_activation_is_a_transient_unit(worlds: Worlds, t
 
 # A system whose `boot` does not make itself the boot default (a broken bootloader install): after a
 # reboot the device comes back with the old system.
-NO_BOOT = r"""{ drv, mkDevice, ... }:
-let
-  good = mkDevice { name = "NAME"; motd = "no boot"; };
-  top = good.config.system.build.toplevel;
-  toplevel = drv "nixos-system-NAME-noboot" ''
-    mkdir -p $out/bin
-    for f in etc sw nixos-version system activate; do ln -s ${top}/$f $out/$f; done
-    printf '#!/bin/sh\necho "installing the boot loader failed quietly"\n' > $out/bin/switch-to-configuration
-    chmod +x $out/bin/switch-to-configuration
-  '';
-in
-{ _type = "configuration"; config = good.config // { system = good.config.system // { build = good.config.system.build // { inherit toplevel; }; }; }; }
-"""
+NO_BOOT = switch_variant("noboot", """
+#!/bin/sh
+echo "installing the boot loader failed quietly"
+""", motd="no boot")
 
 
 @pytest.mark.nix_pick(6)

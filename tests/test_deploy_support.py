@@ -33,6 +33,25 @@ NODE = """{{ mkDevice, ... }}:
 mkDevice {{ name = "{name}"; motd = "{motd}"; }}
 """
 
+def switch_variant(suffix: str, script: str, *, motd: str = "NAME", let: str = "", device_args: str = "") -> str:
+    """A device NAME like `NODE` whose toplevel runs ``script`` as its switch-to-configuration
+    (``@out@`` in it is the toplevel itself); ``let`` adds bindings, ``device_args`` mkDevice arguments."""
+    body = "\n".join("    " + line if line else "" for line in script.strip("\n").splitlines())
+    return (
+        "{ drv, mkDevice, ... }:\nlet\n" + let
+        + f'  good = mkDevice {{ name = "NAME"; motd = "{motd}"; {device_args}}};\n'
+        + "  top = good.config.system.build.toplevel;\n"
+        + f'  toplevel = drv "nixos-system-NAME-{suffix}" \'\'\n'
+        + "    mkdir -p $out/bin\n"
+        + "    for f in etc sw nixos-version system activate; do ln -s ${top}/$f $out/$f; done\n"
+        + "    cat > $out/bin/switch-to-configuration <<\'NIXDECK_EOF\'\n" + body + "\n    NIXDECK_EOF\n"
+        + '    sed -i "s|@out@|$out|" $out/bin/switch-to-configuration\n'
+        + "    chmod +x $out/bin/switch-to-configuration\n  \'\';\nin\n"
+        + "{ _type = \"configuration\"; config = good.config // { system = good.config.system // "
+        + "{ build = good.config.system.build // { inherit toplevel; }; }; }; }\n"
+    )
+
+
 # A device whose switch makes sshd refuse every login from then on (as a bad sshd config would):
 # it appends `DenyUsers *` to the running sshd's config (NIX_CONF_DIR is <device dir>/etc/nix)
 # and reloads it (SIGHUP: sessions that are
@@ -69,19 +88,11 @@ in
 """
 
 # A device whose switch-to-configuration hangs (to cancel a deploy in the middle of activation).
-HANGING = r"""{ drv, mkDevice, ... }:
-let
-  good = mkDevice { name = "NAME"; };
-  top = good.config.system.build.toplevel;
-  toplevel = drv "nixos-system-NAME-hanging" ''
-    mkdir -p $out/bin
-    for f in etc sw nixos-version system activate; do ln -s ${top}/$f $out/$f; done
-    printf '#!/bin/sh\necho "activating (this takes a while)"\nsleep 300\n' > $out/bin/switch-to-configuration
-    chmod +x $out/bin/switch-to-configuration
-  '';
-in
-{ _type = "configuration"; config = good.config // { system = good.config.system // { build = good.config.system.build // { inherit toplevel; }; }; }; }
-"""
+HANGING = switch_variant("hanging", """
+#!/bin/sh
+echo "activating (this takes a while)"
+sleep 300
+""")
 
 
 @dataclass
